@@ -5,6 +5,7 @@
 //! and bits-back). Everything here is integer arithmetic, so encoder and decoder agree on every
 //! machine.
 
+pub mod autoregressive;
 pub mod categorical;
 pub mod logistic;
 
@@ -182,7 +183,7 @@ impl RangeDecoder {
     pub fn decode<D: QuantizedCdf + ?Sized>(&mut self, d: &D) -> Result<u32> {
         self.inner
             .decode_symbol(CdfModel(d))
-            .map_err(|e| Error::CorruptPayload(format!("range decoder: {e:?}")))
+            .map_err(|_| Error::CorruptPayload("the range-coded data is inconsistent (damaged or truncated file)".into()))
     }
 
     /// The final-state check of the spec: the decoder must stand exactly where the encoder
@@ -244,7 +245,7 @@ impl AnsStack {
     pub fn pop<D: QuantizedCdf + ?Sized>(&mut self, d: &D) -> Result<u32> {
         self.inner
             .decode_symbol(CdfModel(d))
-            .map_err(|e| Error::CorruptPayload(format!("ANS decoder: {e:?}")))
+            .map_err(|_| Error::CorruptPayload("the ANS-coded data is inconsistent (damaged or truncated file)".into()))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,0 +1,67 @@
+//! llif's own codecs in the bench, with the model's ideal code length beside the file size.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::BenchCodec;
+use crate::codec::{decode_image, encode_image_with_stats, Model, ModelSet};
+use crate::error::Result;
+use crate::format::Limits;
+use crate::image::Image;
+
+/// A `.llif` codec with one model. `model_bits` reports the ideal code length the model gave
+/// the image at encode time (Σ −log2 p, no header, no coder overhead).
+pub struct LlifCodec {
+    label: String,
+    model: Model,
+    models: ModelSet,
+    ideal: Mutex<HashMap<u64, f64>>,
+}
+
+impl LlifCodec {
+    pub fn new(model: Model) -> LlifCodec {
+        let label = format!("llif-{}", model.family());
+        let mut models = ModelSet::empty();
+        models.add(&model.name(), model.clone());
+        LlifCodec { label, model, models, ideal: Mutex::new(HashMap::new()) }
+    }
+}
+
+fn key(img: &Image) -> u64 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(img.data());
+    ((img.width() as u64) << 32) ^ h.finalize() as u64 ^ ((img.height() as u64) << 48)
+}
+
+impl BenchCodec for LlifCodec {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+
+    fn encode(&self, img: &Image) -> Result<Vec<u8>> {
+        let enc = encode_image_with_stats(img, &self.model)?;
+        if let Some(bits) = enc.ideal_bits {
+            if let Ok(mut m) = self.ideal.lock() {
+                m.insert(key(img), bits);
+            }
+        }
+        Ok(enc.bytes)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Image> {
+        decode_image(bytes, &self.models, &Limits::none())
+    }
+
+    fn model_bits(&self, img: &Image) -> Option<f64> {
+        self.ideal.lock().ok()?.get(&key(img)).copied()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!(
+            "{}: model {} (id {}); model bpsp is the model's ideal code length without header and coder overhead",
+            self.label,
+            self.model.name(),
+            self.model.id().map(|i| i.to_string()).unwrap_or_default()
+        )]
+    }
+}

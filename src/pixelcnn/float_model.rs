@@ -1,0 +1,235 @@
+//! The float PixelCNN (tch): training network, discretized-logistic-mixture loss, quantization
+//! into the integer network, and the integer network evaluated on whole images with tch.
+//!
+//! Tensor conventions: images are `[B, 3, H, W]` `Uint8`; the gathered input is `[N, D]` with
+//! `N = B·H·W` pixels (row-major over b, y, x) and `D = arch.input_len()`; parameters are
+//! `[N, channels · 3 · components]`, per channel: logits, means, log-scales.
+
+use tch::{nn, Device, Kind, Tensor};
+
+use super::arch::{fixed, Arch};
+use super::int_model::{ModelMeta, PixelCnnInt};
+use crate::coding::logistic::{LOG_SCALE_MAX, LOG_SCALE_MIN, MEAN_MAX, MEAN_MIN};
+use crate::error::{Error, Result};
+use crate::intnet::tch_eval::TchLinear;
+use crate::intnet::{IntLinear, ACC_LIMIT};
+
+/// Gathers each pixel's input vector: `[B, 3, H, W]` images (any float kind, already mapped to
+/// the wanted scale: `values` are `(v − 128) · value_scale`) → `[B·H·W, D]`.
+/// `valid` is the validity flag's value inside the image.
+fn gather(arch: &Arch, values: &Tensor, valid: f64) -> Tensor {
+    let (b, _c, h, w) = values.size4().expect("images are [B, C, H, W]");
+    let r = arch.radius as i64;
+    let ones = Tensor::full([b, 1, h, w], valid, (values.kind(), values.device()));
+    let with_valid = Tensor::cat(&[values, &ones], 1);
+    // Zero padding: r columns left and right, r rows on top, none below.
+    let padded = with_valid.constant_pad_nd([r, r, r, 0]);
+    let mut parts: Vec<Tensor> = arch
+        .offsets()
+        .into_iter()
+        .map(|(dy, dx)| padded.narrow(2, r + dy as i64, h).narrow(3, r + dx as i64, w))
+        .collect();
+    parts.push(values.shallow_clone());
+    Tensor::cat(&parts, 1).permute([0, 2, 3, 1]).reshape([b * h * w, arch.input_len() as i64])
+}
+
+fn mask_tensor(rows: usize, cols: usize, f: impl Fn(usize, usize) -> bool, device: Device) -> Tensor {
+    let m: Vec<f32> = (0..rows * cols).map(|k| if f(k / cols, k % cols) { 1.0 } else { 0.0 }).collect();
+    Tensor::from_slice(&m).reshape([rows as i64, cols as i64]).to_device(device)
+}
+
+/// The training network. Same wiring as [`PixelCnnInt`], in float.
+pub struct PixelCnnFloat {
+    pub arch: Arch,
+    pub vs: nn::VarStore,
+    weights: Vec<Tensor>,
+    biases: Vec<Tensor>,
+    masks: Vec<Tensor>,
+}
+
+impl PixelCnnFloat {
+    pub fn new(arch: Arch, device: Device) -> Result<PixelCnnFloat> {
+        arch.validate()?;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let (d, h, o) = (arch.input_len(), arch.hidden, arch.outputs());
+        let mut shapes = vec![(h, d)];
+        shapes.extend(std::iter::repeat((h, h)).take(arch.hidden_layers));
+        shapes.push((o, h + d));
+        let n = shapes.len();
+        let (mut weights, mut biases, mut masks) = (Vec::new(), Vec::new(), Vec::new());
+        for (l, &(rows, cols)) in shapes.iter().enumerate() {
+            let mask = if l == 0 {
+                mask_tensor(rows, cols, |u, i| arch.mask_first(u, i), device)
+            } else if l < n - 1 {
+                mask_tensor(rows, cols, |u, v| arch.mask_hidden(u, v), device)
+            } else {
+                mask_tensor(rows, cols, |o, j| arch.mask_output(o, j), device)
+            };
+            // He initialization over the unmasked fan-in; the output layer starts small.
+            let fan_in = (f64::from(mask.sum(Kind::Float).double_value(&[])) / rows as f64).max(1.0);
+            let std = if l < n - 1 { (2.0 / fan_in).sqrt() } else { 0.1 / fan_in.sqrt() };
+            weights.push(root.var(&format!("w{l}"), &[rows as i64, cols as i64], nn::Init::Randn { mean: 0.0, stdev: std }));
+            let mut b = root.var(&format!("b{l}"), &[rows as i64], nn::Init::Const(0.0));
+            if l == n - 1 {
+                // Start wide (scale e^3 ≈ 20 px) so early losses are moderate.
+                let mut init = vec![0f32; rows];
+                for (o, v) in init.iter_mut().enumerate() {
+                    if (o % arch.params_per_channel()) / arch.components == 2 {
+                        *v = 3.0;
+                    }
+                }
+                tch::no_grad(|| b.copy_(&Tensor::from_slice(&init).to_device(device)));
+            }
+            biases.push(b);
+            masks.push(mask);
+        }
+        Ok(PixelCnnFloat { arch, vs, weights, biases, masks })
+    }
+
+    /// Float inputs for `[B, 3, H, W]` `Uint8` images: `[N, D]`, real units.
+    pub fn inputs(&self, images: &Tensor) -> Tensor {
+        let x = (images.to_kind(Kind::Float) - 128.0) / 128.0;
+        gather(&self.arch, &x, 1.0)
+    }
+
+    /// Mixture parameters `[N, channels · 3K]` in real units.
+    pub fn forward(&self, images: &Tensor) -> Tensor {
+        let input = self.inputs(images);
+        let n = self.weights.len();
+        let mut h = input.shallow_clone();
+        for l in 0..n - 1 {
+            let w = &self.weights[l] * &self.masks[l];
+            h = (h.matmul(&w.tr()) + &self.biases[l]).clamp(0.0, fixed::ACT_MAX_REAL);
+        }
+        let w = &self.weights[n - 1] * &self.masks[n - 1];
+        Tensor::cat(&[h, input], 1).matmul(&w.tr()) + &self.biases[n - 1]
+    }
+
+    /// Negative log-likelihood in bits of each sample: `[N, channels]`.
+    pub fn nll_bits(&self, images: &Tensor) -> Tensor {
+        let params = self.forward(images);
+        let (b, c, h, w) = images.size4().expect("[B, C, H, W]");
+        let targets = images.permute([0, 2, 3, 1]).reshape([b * h * w, c]).to_kind(Kind::Float);
+        mixture_nll_bits(&params, &targets, self.arch.components)
+    }
+
+    /// Quantizes into the integer network (post-training, per-output power-of-two scales chosen
+    /// as fine as the exactness bound allows).
+    pub fn to_int(&self, name: &str) -> Result<PixelCnnInt> {
+        let a = self.arch;
+        let n = self.weights.len();
+        let mut layers = Vec::new();
+        for l in 0..n {
+            let w = Vec::<f32>::try_from((&self.weights[l] * &self.masks[l]).to_device(Device::Cpu).flatten(0, 1))
+                .map_err(|e| Error::Torch(e.to_string()))?;
+            let bias = Vec::<f32>::try_from(self.biases[l].to_device(Device::Cpu)).map_err(|e| Error::Torch(e.to_string()))?;
+            let last = l == n - 1;
+            let (in_frac, in_bound): (Vec<u32>, Vec<i64>) = if l == 0 {
+                (vec![fixed::INPUT_FRAC; a.input_len()], vec![fixed::INPUT_BOUND; a.input_len()])
+            } else if !last {
+                (vec![fixed::ACT_FRAC; a.hidden], vec![fixed::ACT_MAX as i64; a.hidden])
+            } else {
+                let mut f = vec![fixed::ACT_FRAC; a.hidden];
+                f.extend(std::iter::repeat(fixed::INPUT_FRAC).take(a.input_len()));
+                let mut b = vec![fixed::ACT_MAX as i64; a.hidden];
+                b.extend(std::iter::repeat(fixed::INPUT_BOUND).take(a.input_len()));
+                (f, b)
+            };
+            let (out_frac, lo, hi) = if last { (fixed::OUTPUT_FRAC, -fixed::OUTPUT_MAX, fixed::OUTPUT_MAX) } else { (fixed::ACT_FRAC, 0, fixed::ACT_MAX) };
+            layers.push(quantize_layer(&w, &bias, &in_frac, &in_bound, out_frac, lo, hi)?);
+        }
+        let meta = ModelMeta { family: "pixelcnn".into(), name: name.into(), arch: a };
+        PixelCnnInt::from_layers(meta, layers)
+    }
+}
+
+/// Quantizes one dense layer: for each output, the largest accumulator exponent `T` with
+/// `Σ|W_int|·bound + |b_int| < 2^31`, `W_int = round(W · 2^(T − in_frac))`, `b_int = round(b · 2^T)`,
+/// shift `T − out_frac`.
+fn quantize_layer(w: &[f32], bias: &[f32], in_frac: &[u32], in_bound: &[i64], out_frac: u32, lo: i32, hi: i32) -> Result<IntLinear> {
+    let inputs = in_frac.len();
+    let outputs = bias.len();
+    let mut weight = vec![0i32; inputs * outputs];
+    let mut b_int = vec![0i32; outputs];
+    let mut shift = vec![0u8; outputs];
+    for o in 0..outputs {
+        let row = &w[o * inputs..(o + 1) * inputs];
+        let mut chosen = None;
+        for t in (out_frac..=out_frac + 30).rev() {
+            let q: Vec<i64> = row.iter().zip(in_frac).map(|(&v, &f)| (v as f64 * 2f64.powi(t as i32 - f as i32)).round() as i64).collect();
+            let qb = (bias[o] as f64 * 2f64.powi(t as i32)).round() as i64;
+            let acc: i64 = qb.abs() + q.iter().zip(in_bound).map(|(&v, &b)| v.abs() * b).sum::<i64>();
+            if acc < ACC_LIMIT - (ACC_LIMIT >> 10) {
+                chosen = Some((t, q, qb));
+                break;
+            }
+        }
+        let (t, q, qb) = chosen.ok_or_else(|| Error::InvalidModel(format!("output {o}: weights too large to quantize exactly")))?;
+        for (i, v) in q.into_iter().enumerate() {
+            weight[o * inputs + i] = v as i32;
+        }
+        b_int[o] = qb as i32;
+        shift[o] = (t - out_frac) as u8;
+    }
+    Ok(IntLinear { inputs, outputs, weight, bias: b_int, shift, lo, hi })
+}
+
+/// NLL in bits of `targets` (`[N, C]`, values 0..=255 as float) under the discretized logistic
+/// mixtures `params` (`[N, C·3K]`, real units), `[N, C]`. Mirrors the coding layer's clamps.
+pub fn mixture_nll_bits(params: &Tensor, targets: &Tensor, k: usize) -> Tensor {
+    let (n, _) = params.size2().expect("[N, P]");
+    let c = targets.size()[1];
+    let p = params.reshape([n, c, 3, k as i64]);
+    let logits = p.select(2, 0);
+    let mu = p.select(2, 1).clamp(MEAN_MIN, MEAN_MAX) * 128.0 + 128.0;
+    let ls = p.select(2, 2).clamp(LOG_SCALE_MIN, LOG_SCALE_MAX);
+    let inv_s = (-&ls).exp();
+    let x = targets.unsqueeze(-1);
+    let centered = &x - &mu;
+    let plus_in = &inv_s * (&centered + 0.5);
+    let min_in = &inv_s * (&centered - 0.5);
+    let log_cdf_plus = &plus_in - plus_in.softplus();
+    let log_one_minus_cdf_min = -min_in.softplus();
+    let cdf_delta = plus_in.sigmoid() - min_in.sigmoid();
+    let mid_in = &inv_s * &centered;
+    let log_pdf_mid = &mid_in - &ls - mid_in.softplus() * 2.0;
+    let log_delta = cdf_delta.clamp_min(1e-12).log();
+    let inner = log_delta.where_self(&cdf_delta.gt(1e-5), &log_pdf_mid);
+    let x_full = x.expand_as(&mu);
+    let lp = log_cdf_plus.where_self(&x_full.le(0.5), &log_one_minus_cdf_min.where_self(&x_full.ge(254.5), &inner));
+    let log_mix = (lp + logits.log_softmax(-1, Kind::Float)).logsumexp([-1i64].as_slice(), false);
+    -log_mix / std::f64::consts::LN_2
+}
+
+/// The integer network on whole images with libtorch, in `f64` (exact; see `intnet::tch_eval`).
+pub struct PixelCnnTch {
+    arch: Arch,
+    layers: Vec<TchLinear>,
+    device: Device,
+}
+
+impl PixelCnnTch {
+    pub fn new(model: &PixelCnnInt, device: Device) -> PixelCnnTch {
+        PixelCnnTch { arch: *model.arch(), layers: model.layers.iter().map(|l| TchLinear::new(l, device)).collect(), device }
+    }
+
+    /// All parameters of every pixel and channel, teacher-forced: `[B, 3, H, W]` `Uint8` →
+    /// `[B·H·W, channels · 3K]` integer-valued `f64` (equal to `PixelCnnInt::reference_params`).
+    pub fn params(&self, images: &Tensor) -> Tensor {
+        let x = images.to_device(self.device).to_kind(Kind::Double) - 128.0;
+        let input = gather(&self.arch, &x, fixed::INPUT_BOUND as f64);
+        let n = self.layers.len();
+        let mut h = input.shallow_clone();
+        for layer in &self.layers[..n - 1] {
+            h = layer.forward(&h);
+        }
+        self.layers[n - 1].forward(&Tensor::cat(&[h, input], 1))
+    }
+}
+
+/// Interleaved `Image`-style samples (`H·W·3`) of several images → `[B, 3, H, W]` `Uint8`.
+pub fn images_to_tensor(samples: &[&[u8]], height: u32, width: u32) -> Tensor {
+    let flat: Vec<u8> = samples.iter().flat_map(|s| s.iter().copied()).collect();
+    Tensor::from_slice(&flat).reshape([samples.len() as i64, height as i64, width as i64, 3]).permute([0, 3, 1, 2]).contiguous()
+}

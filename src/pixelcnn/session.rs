@@ -1,0 +1,129 @@
+//! One image's coding session: the PixelCNN as an [`AutoregressiveModel`].
+//!
+//! Schedule (format spec, "PixelCNN schedule"): the colour planes, then alpha as a gray image of
+//! its own; within a plane set, wavefronts `t = x + (r+1)·y` in order; within a wavefront,
+//! channel by channel; within a channel, by increasing `y`. Every pixel of a wavefront depends
+//! only on earlier wavefronts, so the network runs on all of them in parallel.
+
+use rayon::prelude::*;
+
+use super::int_model::{split_params, PixelCnnInt, PixelState};
+use crate::coding::autoregressive::AutoregressiveModel;
+use crate::coding::LogisticMixture;
+use crate::error::Result;
+use crate::image::ChannelLayout;
+
+/// A set of planes coded together: `channels` (1 or 3) planes starting at `first` in the layout.
+#[derive(Clone, Copy, Debug)]
+struct PlaneSet {
+    first: usize,
+    channels: usize,
+}
+
+/// Coding session for one image (encoder and decoder alike).
+pub struct PixelCnnSession<'m> {
+    model: &'m PixelCnnInt,
+    width: u32,
+    height: u32,
+    /// Samples per pixel of the image (1–4).
+    stride: usize,
+    sets: Vec<PlaneSet>,
+    set: usize,
+    /// The current plane set as the network sees it: 3 channels per pixel (gray replicated).
+    ctx: Vec<u8>,
+    wavefronts: u64,
+    t: u64,
+    channel: usize,
+    front: Vec<(u32, u32)>,
+    states: Vec<PixelState>,
+    params: Vec<Vec<i32>>,
+}
+
+impl<'m> PixelCnnSession<'m> {
+    pub fn new(model: &'m PixelCnnInt, width: u32, height: u32, layout: ChannelLayout) -> Self {
+        let mut sets = vec![PlaneSet { first: 0, channels: layout.color_channels() }];
+        if layout.has_alpha() {
+            sets.push(PlaneSet { first: layout.color_channels(), channels: 1 });
+        }
+        let arch = model.arch();
+        PixelCnnSession {
+            model,
+            width,
+            height,
+            stride: layout.channels(),
+            sets,
+            set: 0,
+            ctx: vec![0; width as usize * height as usize * arch.channels],
+            wavefronts: arch.wavefronts(width, height),
+            t: 0,
+            channel: 0,
+            front: Vec::new(),
+            states: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+}
+
+impl AutoregressiveModel for PixelCnnSession<'_> {
+    type Dist = LogisticMixture;
+
+    fn len(&self) -> usize {
+        self.width as usize * self.height as usize * self.stride
+    }
+
+    fn next_group(&mut self, out: &mut Vec<(usize, LogisticMixture)>) -> Result<bool> {
+        out.clear();
+        let model = self.model;
+        let arch = *model.arch();
+        if self.channel == 0 {
+            if self.t == self.wavefronts {
+                self.set += 1;
+                self.t = 0;
+                self.ctx.fill(0);
+            }
+            if self.set >= self.sets.len() {
+                return Ok(false);
+            }
+            arch.wavefront_pixels(self.t, self.width, self.height, &mut self.front);
+            let n = self.front.len();
+            while self.states.len() < n {
+                self.states.push(model.new_state());
+                self.params.push(vec![0; arch.params_per_channel()]);
+            }
+            let (ctx, w, h) = (&self.ctx, self.width, self.height);
+            self.states[..n].par_iter_mut().zip(&self.front).for_each(|(st, &(x, y))| model.begin_pixel(st, ctx, w, h, x, y));
+        }
+        let n = self.front.len();
+        let c = self.channel;
+        self.states[..n]
+            .par_iter_mut()
+            .zip(&mut self.params[..n])
+            .for_each(|(st, p)| model.channel_params(st, c, p));
+        let set = self.sets[self.set];
+        for (i, &(x, y)) in self.front.iter().enumerate() {
+            let (l, m, s) = split_params(&self.params[i], arch.components);
+            let idx = (y as usize * self.width as usize + x as usize) * self.stride + set.first + c;
+            out.push((idx, LogisticMixture::from_params(l, m, s)));
+        }
+        Ok(true)
+    }
+
+    fn commit(&mut self, values: &[u8]) {
+        let set = self.sets[self.set];
+        let c = self.channel;
+        for (i, (&(x, y), &v)) in self.front.iter().zip(values).enumerate() {
+            let p = (y as usize * self.width as usize + x as usize) * 3;
+            if set.channels == 3 {
+                self.ctx[p + c] = v;
+            } else {
+                self.ctx[p..p + 3].fill(v);
+            }
+            self.model.set_channel(&mut self.states[i], c, v);
+        }
+        self.channel += 1;
+        if self.channel == set.channels {
+            self.channel = 0;
+            self.t += 1;
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! `llif train pixelcnn`: trains the float network with tch (Adam, cosine schedule), logs train
+//! and validation bits per sub-pixel, checkpoints so a run can resume, and writes the integer
+//! model with the float and integer NLL side by side.
+//!
+//! Data (never the test sets): CIFAR-10 `data_batch_1.bin` (images 0..3599 train, 3600..3999
+//! validation), random 32×32 patches of `photos/train/`, and optionally the lossy JPEG CIFAR-10
+//! images for pre-training. Augmentation: horizontal flips; a fraction of images turned gray
+//! (gray images are coded with channel 0 and the value replicated into the context, so the model
+//! must know that case).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tch::{nn::OptimizerConfig, Device, Kind, Tensor};
+
+use super::arch::Arch;
+use super::float_model::{images_to_tensor, PixelCnnFloat, PixelCnnTch};
+use super::int_model::PixelCnnInt;
+use crate::coding::{LogisticMixture, QuantizedCdf};
+use crate::error::{Error, Result};
+use crate::image::{ChannelLayout, Image};
+
+/// Everything that determines a training run (saved with checkpoints; the model card quotes the
+/// command that produced it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub arch: Arch,
+    pub data_dir: PathBuf,
+    /// Output path without extension: writes `OUT.llifm`, `OUT.ckpt.ot`, `OUT.train.json`.
+    pub out: PathBuf,
+    pub name: String,
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub seed: u64,
+    /// Fraction of a batch drawn as patches of `photos/train/`.
+    pub photo_fraction: f64,
+    /// Fraction of images turned gray.
+    pub gray_fraction: f64,
+    /// Validate and checkpoint every this many steps.
+    pub eval_every: usize,
+    pub cuda: bool,
+}
+
+/// The training log written next to the model.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    pub step: usize,
+    pub seconds: f64,
+    pub history: Vec<EvalPoint>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvalPoint {
+    pub step: usize,
+    pub seconds: f64,
+    pub train_bpsp: f64,
+    pub val_bpsp: f64,
+}
+
+/// Training data in memory.
+pub struct TrainData {
+    pub cifar_train: Vec<Image>,
+    pub cifar_val: Vec<Image>,
+    pub photos: Vec<Image>,
+}
+
+impl TrainData {
+    pub fn load(data_dir: &Path) -> Result<TrainData> {
+        let cifar = crate::corpus::read_cifar(&data_dir.join("cifar10/data_batch_1.bin"), None)?;
+        let mut cifar: Vec<Image> = cifar.into_iter().map(|c| c.image).collect();
+        let val_count = cifar.len() / 10;
+        let cifar_val = cifar.split_off(cifar.len() - val_count);
+        let photos_dir = data_dir.join("photos/train");
+        let photos = if photos_dir.is_dir() {
+            crate::corpus::read_image_folder(&photos_dir)?.into_iter().map(|(_, im)| im).filter(|im| im.width() >= 32 && im.height() >= 32).collect()
+        } else {
+            Vec::new()
+        };
+        if cifar.is_empty() {
+            return Err(Error::Usage("no training images found".into()));
+        }
+        Ok(TrainData { cifar_train: cifar, cifar_val, photos })
+    }
+}
+
+/// A 32×32 RGB view of `img` at (`x0`, `y0`) (gray replicated, alpha dropped), optionally flipped.
+fn crop_rgb(img: &Image, x0: u32, y0: u32, size: u32, flip: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity((size * size * 3) as usize);
+    let color = img.layout().color_channels();
+    for y in 0..size {
+        for xi in 0..size {
+            let x = if flip { size - 1 - xi } else { xi };
+            for c in 0..3 {
+                out.push(img.sample(x0 + x, y0 + y, if color == 3 { c } else { 0 }));
+            }
+        }
+    }
+    out
+}
+
+fn to_gray(rgb: &mut [u8]) {
+    for p in rgb.chunks_exact_mut(3) {
+        let y = ((299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000) as u8;
+        p.fill(y);
+    }
+}
+
+/// One training batch: `[B, 3, 32, 32]` images and `[B, 3]` per-channel loss weights.
+fn make_batch(data: &TrainData, cfg: &TrainConfig, rng: &mut StdRng) -> (Tensor, Tensor) {
+    let size = 32u32;
+    let mut samples = Vec::with_capacity(cfg.batch);
+    let mut weights = Vec::with_capacity(cfg.batch * 3);
+    for _ in 0..cfg.batch {
+        let flip = rng.gen_bool(0.5);
+        let (mut s, gray_source) = if !data.photos.is_empty() && rng.gen_bool(cfg.photo_fraction) {
+            let img = &data.photos[rng.gen_range(0..data.photos.len())];
+            let x0 = rng.gen_range(0..=img.width() - size);
+            let y0 = rng.gen_range(0..=img.height() - size);
+            (crop_rgb(img, x0, y0, size, flip), img.layout().color_channels() == 1)
+        } else {
+            let img = &data.cifar_train[rng.gen_range(0..data.cifar_train.len())];
+            (crop_rgb(img, 0, 0, size, flip), false)
+        };
+        let gray = gray_source || rng.gen_bool(cfg.gray_fraction);
+        if gray && !gray_source {
+            to_gray(&mut s);
+        }
+        weights.extend_from_slice(if gray { &[1.0f32, 0.0, 0.0] } else { &[1.0, 1.0, 1.0] });
+        samples.push(s);
+    }
+    let refs: Vec<&[u8]> = samples.iter().map(|s| s.as_slice()).collect();
+    (images_to_tensor(&refs, size, size), Tensor::from_slice(&weights).reshape([cfg.batch as i64, 3]))
+}
+
+/// Mean float NLL (bits per sub-pixel) of RGB images.
+pub fn float_bpsp(net: &PixelCnnFloat, images: &[Image], device: Device) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let (mut bits, mut count) = (0.0, 0usize);
+    for chunk in images.chunks(100) {
+        let refs: Vec<&[u8]> = chunk.iter().map(|i| i.data()).collect();
+        let t = images_to_tensor(&refs, chunk[0].height(), chunk[0].width()).to_device(device);
+        let nll = net.nll_bits(&t);
+        bits += nll.sum(Kind::Double).double_value(&[]);
+        count += nll.numel();
+    }
+    bits / count as f64
+}
+
+/// Mean ideal bits per sub-pixel of the integer model (what the coder would spend, less the
+/// coder's own overhead) on RGB images, computed with the exact tch path.
+pub fn int_bpsp(model: &PixelCnnInt, images: &[Image], device: Device) -> Result<f64> {
+    let tch_model = PixelCnnTch::new(model, device);
+    let a = *model.arch();
+    let p = a.params_per_channel();
+    let (mut bits, mut count) = (0.0, 0usize);
+    for chunk in images.chunks(50) {
+        let refs: Vec<&[u8]> = chunk.iter().map(|i| i.data()).collect();
+        let t = images_to_tensor(&refs, chunk[0].height(), chunk[0].width());
+        let params = Vec::<f64>::try_from(tch_model.params(&t).to_device(Device::Cpu).flatten(0, 1)).map_err(|e| Error::Torch(e.to_string()))?;
+        let samples: Vec<u8> = refs.iter().flat_map(|s| s.iter().copied()).collect();
+        for (px, row) in params.chunks_exact(a.outputs()).enumerate() {
+            for c in 0..3 {
+                let q: Vec<i32> = row[c * p..(c + 1) * p].iter().map(|&v| v as i32).collect();
+                let (l, m, s) = super::int_model::split_params(&q, a.components);
+                bits += LogisticMixture::from_params(l, m, s).bits(samples[px * 3 + c] as u32);
+                count += 1;
+            }
+        }
+    }
+    Ok(bits / count as f64)
+}
+
+fn path_with(out: &Path, ext: &str) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// Runs (or resumes) training; returns the final integer model.
+pub fn train(cfg: &TrainConfig, data: &TrainData, resume: bool, progress: bool) -> Result<PixelCnnInt> {
+    let device = if cfg.cuda { Device::cuda_if_available() } else { Device::Cpu };
+    tch::manual_seed(cfg.seed as i64);
+    let mut net = PixelCnnFloat::new(cfg.arch, device)?;
+    let ckpt = path_with(&cfg.out, ".ckpt.ot");
+    let log_path = path_with(&cfg.out, ".train.json");
+    let mut state = TrainState::default();
+    if resume && ckpt.exists() {
+        net.vs.load(&ckpt)?;
+        let text = std::fs::read_to_string(&log_path).map_err(|e| Error::io(&log_path, e))?;
+        state = serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{}: {e}", log_path.display())))?;
+        eprintln!("resuming from step {} ({})", state.step, ckpt.display());
+    }
+    let mut opt = tch::nn::Adam::default().build(&net.vs, cfg.lr)?;
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let bar = if progress { indicatif::ProgressBar::new(cfg.steps as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps, {elapsed} elapsed, eta {eta} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_position(state.step as u64);
+    let start = Instant::now();
+    let base_seconds = state.seconds;
+    let (mut run_bits, mut run_n) = (0.0, 0usize);
+    while state.step < cfg.steps {
+        // Linear warm-up over 300 steps, then cosine decay to 2% of the peak.
+        let s = state.step as f64;
+        let warm = (s / 300.0).min(1.0);
+        let cos = 0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * s / cfg.steps as f64).cos());
+        opt.set_lr(cfg.lr * warm * cos);
+        let (images, weights) = make_batch(data, cfg, &mut rng);
+        let images = images.to_device(device);
+        let weights = weights.to_device(device);
+        let nll = net.nll_bits(&images); // [B·32·32, 3]
+        let w = weights.unsqueeze(1).expand([cfg.batch as i64, 32 * 32, 3], false).reshape([-1, 3]);
+        let loss = (&nll * &w).sum(Kind::Float) / w.sum(Kind::Float);
+        opt.backward_step_clip_norm(&loss, 5.0);
+        run_bits += loss.double_value(&[]);
+        run_n += 1;
+        state.step += 1;
+        bar.set_position(state.step as u64);
+        if state.step % 20 == 0 {
+            bar.set_message(format!("train {:.3} bpsp", run_bits / run_n as f64));
+        }
+        if state.step % cfg.eval_every == 0 || state.step == cfg.steps {
+            let val = float_bpsp(&net, &data.cifar_val, device);
+            state.seconds = base_seconds + start.elapsed().as_secs_f64();
+            let point = EvalPoint { step: state.step, seconds: state.seconds, train_bpsp: run_bits / run_n.max(1) as f64, val_bpsp: val };
+            bar.println(format!("step {:>6}  train {:.4}  val {:.4} bpsp  ({:.0} s)", point.step, point.train_bpsp, point.val_bpsp, point.seconds));
+            state.history.push(point);
+            (run_bits, run_n) = (0.0, 0);
+            save_checkpoint(&net, &ckpt, &log_path, &state)?;
+        }
+    }
+    bar.finish_and_clear();
+    let model = net.to_int(&cfg.name)?;
+    let llifm = path_with(&cfg.out, ".llifm");
+    write_atomic(&llifm, &model.to_bytes())?;
+    let float_val = float_bpsp(&net, &data.cifar_val, device);
+    let int_val = int_bpsp(&model, &data.cifar_val, Device::Cpu)?;
+    eprintln!(
+        "wrote {} (model id {}, {} parameters): validation float {:.4} bpsp, integer {:.4} bpsp ({:+.2}%)",
+        llifm.display(),
+        model.id,
+        model.parameters(),
+        float_val,
+        int_val,
+        100.0 * (int_val / float_val - 1.0)
+    );
+    Ok(model)
+}
+
+fn save_checkpoint(net: &PixelCnnFloat, ckpt: &Path, log_path: &Path, state: &TrainState) -> Result<()> {
+    let tmp = path_with(ckpt, ".tmp");
+    net.vs.save(&tmp)?;
+    std::fs::rename(&tmp, ckpt).map_err(|e| Error::io(ckpt, e))?;
+    let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Usage(e.to_string()))?;
+    write_atomic(log_path, &json)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Loads the float network from a checkpoint (for evaluation and re-quantization).
+pub fn load_float(arch: Arch, ckpt: &Path, device: Device) -> Result<PixelCnnFloat> {
+    let mut net = PixelCnnFloat::new(arch, device)?;
+    net.vs.load(ckpt)?;
+    Ok(net)
+}
+
+/// Whether an image is usable for training: RGB or gray, at least 32×32.
+pub fn usable(img: &Image) -> bool {
+    img.layout() != ChannelLayout::GrayAlpha && img.width() >= 32 && img.height() >= 32
+}

@@ -1,0 +1,98 @@
+//! The integer PixelCNN computes bit-identical parameters in all its engines — the plain-Rust
+//! reference (straight i64 loops), the incremental engine the codec uses, and libtorch in f64 —
+//! for any batch size and thread count. This is what makes a file decode on another machine.
+
+use llif::pixelcnn::float_model::{images_to_tensor, PixelCnnTch};
+use llif::pixelcnn::{Arch, PixelCnnInt};
+use llif::testing::{noise_image, random_pixelcnn, synthetic_image, tiny_arch};
+use llif::{ChannelLayout, Image};
+use tch::Device;
+
+/// Parameters of every pixel and channel from the reference: `[pixel][channel · 3K]`.
+fn reference_all(model: &PixelCnnInt, img: &Image) -> Vec<Vec<i32>> {
+    let (w, h) = (img.width(), img.height());
+    (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| (0..3).flat_map(|c| model.reference_params(img.data(), w, h, x, y, c)).collect())
+        .collect()
+}
+
+/// The incremental engine, channel by channel as the decoder runs it.
+fn engine_all(model: &PixelCnnInt, img: &Image) -> Vec<Vec<i32>> {
+    let (w, h) = (img.width(), img.height());
+    let p = model.arch().params_per_channel();
+    let mut st = model.new_state();
+    let mut out = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            model.begin_pixel(&mut st, img.data(), w, h, x, y);
+            let mut all = vec![0; 3 * p];
+            for c in 0..3 {
+                model.channel_params(&mut st, c, &mut all[c * p..(c + 1) * p]);
+                model.set_channel(&mut st, c, img.sample(x, y, c));
+            }
+            out.push(all);
+        }
+    }
+    out
+}
+
+fn tch_all(model: &PixelCnnInt, imgs: &[&Image], device: Device) -> Vec<Vec<i32>> {
+    let refs: Vec<&[u8]> = imgs.iter().map(|i| i.data()).collect();
+    let t = images_to_tensor(&refs, imgs[0].height(), imgs[0].width());
+    let out = PixelCnnTch::new(model, device).params(&t).to_device(Device::Cpu);
+    let flat = Vec::<f64>::try_from(out.flatten(0, 1)).unwrap();
+    flat.chunks(model.arch().outputs()).map(|r| r.iter().map(|&v| v as i32).collect()).collect()
+}
+
+fn check_all_engines(model: &PixelCnnInt, imgs: &[Image]) {
+    let reference: Vec<Vec<Vec<i32>>> = imgs.iter().map(|i| reference_all(model, i)).collect();
+    for (img, r) in imgs.iter().zip(&reference) {
+        assert_eq!(&engine_all(model, img), r, "engine vs reference on {img:?}");
+    }
+    for threads in [1, 2] {
+        tch::set_num_threads(threads);
+        // Batch of 1: each image alone.
+        for (img, r) in imgs.iter().zip(&reference) {
+            assert_eq!(&tch_all(model, &[img], Device::Cpu), r, "tch batch 1 ({threads} threads) vs reference on {img:?}");
+        }
+        // All images (same size) in one batch.
+        let refs: Vec<&Image> = imgs.iter().collect();
+        let expected: Vec<Vec<i32>> = reference.iter().flatten().cloned().collect();
+        assert_eq!(tch_all(model, &refs, Device::Cpu), expected, "tch batch {} ({threads} threads)", imgs.len());
+    }
+}
+
+#[test]
+fn engines_agree_on_random_images_batch_1_and_7_threads_1_and_2() {
+    let model = random_pixelcnn(tiny_arch(), 11);
+    for (w, h) in [(1, 1), (1, 6), (6, 1), (5, 4), (13, 9)] {
+        let imgs: Vec<Image> = (0..7).map(|s| if s % 2 == 0 { noise_image(w, h, ChannelLayout::Rgb, s) } else { synthetic_image(w, h, ChannelLayout::Rgb, 9, s) }).collect();
+        check_all_engines(&model, &imgs);
+    }
+}
+
+#[test]
+fn engines_agree_for_a_wider_radius_and_one_component() {
+    let arch = Arch { radius: 4, channels: 3, hidden: 9, hidden_layers: 0, components: 1 };
+    let model = random_pixelcnn(arch, 5);
+    let imgs: Vec<Image> = (0..7).map(|s| noise_image(11, 7, ChannelLayout::Rgb, 100 + s)).collect();
+    check_all_engines(&model, &imgs);
+}
+
+#[test]
+fn default_model_engines_agree_on_real_cifar_images() {
+    let Some(dir) = llif::corpus::data_dir() else {
+        eprintln!("skipping: no data folder (set LLIF_DATA or provide ../shared/data)");
+        return;
+    };
+    let path = dir.join("cifar10/test_batch.bin");
+    if !path.exists() {
+        eprintln!("skipping: {} not found", path.display());
+        return;
+    }
+    let Ok(llif::Model::PixelCnn(model)) = llif::Model::from_bytes(llif::codec::DEFAULT_PIXELCNN) else { panic!("default model") };
+    // Evaluating is fine on the test set (training on it is not).
+    let imgs: Vec<Image> = llif::corpus::read_cifar(&path, Some(3)).unwrap().into_iter().map(|c| c.image).collect();
+    check_all_engines(&model, &imgs);
+}
