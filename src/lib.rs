@@ -1,3 +1,29 @@
+//! # llif — learned lossless image format
+//!
+//! Lossless image compression whose probabilities come from trained density models, run as
+//! integer-exact networks so that every machine decodes every file bit for bit.
+//!
+//! ```
+//! use llif::{decode_image, encode_image, ChannelLayout, Image, Limits, ModelSet};
+//!
+//! // A 4x3 RGB image (interleaved samples, row-major).
+//! let pixels: Vec<u8> = (0..4 * 3 * 3).map(|i| (i * 7 % 256) as u8).collect();
+//! let image = Image::new(4, 3, ChannelLayout::Rgb, pixels)?;
+//!
+//! // The built-in models; the first is the default PixelCNN.
+//! let models = ModelSet::builtin();
+//! let model = models.default_model().expect("llif ships a default model");
+//! let bytes = encode_image(&image, model)?;
+//!
+//! // Decoding finds the model by the id in the header and verifies the CRC-32.
+//! let decoded = decode_image(&bytes, &models, &Limits::default())?;
+//! assert_eq!(decoded, image);
+//! # Ok::<(), llif::Error>(())
+//! ```
+//!
+//! Where things are: `STRUCTURE.md` in the repository maps the modules and the data flow from
+//! pixels to bits; [`format`] holds the file format specification.
+
 pub mod bench;
 pub mod codec;
 pub mod coding;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use llif::pixelcnn::train::{train, TrainConfig, TrainData};
+use llif::pixelcnn::train::{export_checkpoint, train, TrainConfig, TrainData};
 use llif::pixelcnn::Arch;
 use llif::{Error, Result};
 
@@ -65,6 +65,9 @@ pub struct PixelCnnArgs {
     /// Model name recorded in the model file (default: OUT's file name).
     #[arg(long)]
     name: Option<String>,
+    /// Only quantize the checkpoint OUT.ckpt.ot into OUT.llifm (no training).
+    #[arg(long)]
+    export: bool,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -97,6 +100,9 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
                 data.cifar_val.len(),
                 data.photos.len()
             );
+            if a.export {
+                return export_checkpoint(&cfg, &data).map(|_| ());
+            }
             train(&cfg, &data, a.resume, !a.quiet).map(|_| ())
         }
     }

@@ -230,17 +230,28 @@ pub fn train(cfg: &TrainConfig, data: &TrainData, resume: bool, progress: bool) 
             let val = float_bpsp(&net, &data.cifar_val, device);
             state.seconds = base_seconds + start.elapsed().as_secs_f64();
             let point = EvalPoint { step: state.step, seconds: state.seconds, train_bpsp: run_bits / run_n.max(1) as f64, val_bpsp: val };
-            bar.println(format!("step {:>6}  train {:.4}  val {:.4} bpsp  ({:.0} s)", point.step, point.train_bpsp, point.val_bpsp, point.seconds));
+            let line = format!("step {:>6}  train {:.4}  val {:.4} bpsp  ({:.0} s)", point.step, point.train_bpsp, point.val_bpsp, point.seconds);
+            if progress {
+                bar.println(line);
+            } else {
+                eprintln!("{line}");
+            }
             state.history.push(point);
             (run_bits, run_n) = (0.0, 0);
             save_checkpoint(&net, &ckpt, &log_path, &state)?;
         }
     }
     bar.finish_and_clear();
+    export(&net, cfg, data, device)
+}
+
+/// Quantizes the float network, writes `OUT.llifm`, and reports float vs integer NLL on the
+/// validation images.
+pub fn export(net: &PixelCnnFloat, cfg: &TrainConfig, data: &TrainData, device: Device) -> Result<PixelCnnInt> {
     let model = net.to_int(&cfg.name)?;
     let llifm = path_with(&cfg.out, ".llifm");
     write_atomic(&llifm, &model.to_bytes())?;
-    let float_val = float_bpsp(&net, &data.cifar_val, device);
+    let float_val = float_bpsp(net, &data.cifar_val, device);
     let int_val = int_bpsp(&model, &data.cifar_val, Device::Cpu)?;
     eprintln!(
         "wrote {} (model id {}, {} parameters): validation float {:.4} bpsp, integer {:.4} bpsp ({:+.2}%)",
@@ -252,6 +263,13 @@ pub fn train(cfg: &TrainConfig, data: &TrainData, resume: bool, progress: bool) 
         100.0 * (int_val / float_val - 1.0)
     );
     Ok(model)
+}
+
+/// Loads `OUT.ckpt.ot` and exports it (no training).
+pub fn export_checkpoint(cfg: &TrainConfig, data: &TrainData) -> Result<PixelCnnInt> {
+    let device = if cfg.cuda { Device::cuda_if_available() } else { Device::Cpu };
+    let net = load_float(cfg.arch, &path_with(&cfg.out, ".ckpt.ot"), device)?;
+    export(&net, cfg, data, device)
 }
 
 fn save_checkpoint(net: &PixelCnnFloat, ckpt: &Path, log_path: &Path, state: &TrainState) -> Result<()> {

@@ -1,0 +1,80 @@
+//! Golden files: `.llif` files written by earlier versions must decode, forever, to the pixels
+//! stored beside them. `tests/golden/README.md` says how each was made. To add files for a new
+//! format version or model, run `cargo test --test golden -- --ignored write_golden_files` and
+//! commit the new files; never regenerate existing ones.
+
+use std::path::{Path, PathBuf};
+
+use llif::testing::{random_pixelcnn, synthetic_image, tiny_arch};
+use llif::{decode_image, encode_image, ChannelLayout, Image, Limits, Model, ModelSet};
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// Built-in models plus the model files kept with the golden files.
+fn models() -> ModelSet {
+    let mut set = ModelSet::builtin();
+    for entry in std::fs::read_dir(dir()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "llifm") {
+            set.add(&p.display().to_string(), Model::from_file(&p).unwrap());
+        }
+    }
+    set
+}
+
+#[test]
+fn golden_files_decode_to_their_pixels() {
+    let models = models();
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "llif") {
+            continue;
+        }
+        let bytes = std::fs::read(&p).unwrap();
+        let decoded = decode_image(&bytes, &models, &Limits::default()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let expected = llif::corpus::read_image_file(&p.with_extension("png")).unwrap();
+        assert_eq!(decoded, expected, "{}", p.display());
+        count += 1;
+    }
+    assert!(count >= 6, "golden files missing: found {count}");
+}
+
+#[test]
+fn golden_model_file_is_unchanged() {
+    // The model file format is part of the promise too: the kept model must parse to the id its
+    // files name.
+    let bytes = std::fs::read(dir().join("tiny-v1.llifm")).unwrap();
+    assert_eq!(llif::ModelId::of_bytes(&bytes).to_string(), std::fs::read_to_string(dir().join("tiny-v1.id")).unwrap().trim());
+}
+
+#[test]
+#[ignore = "writes golden files; run by hand when adding a format version or model"]
+fn write_golden_files() {
+    let d = dir();
+    let model_path = d.join("tiny-v1.llifm");
+    if !model_path.exists() {
+        let m = random_pixelcnn(tiny_arch(), 2025);
+        std::fs::write(&model_path, m.to_bytes()).unwrap();
+        std::fs::write(d.join("tiny-v1.id"), format!("{}\n", m.id)).unwrap();
+    }
+    let tiny = Model::from_file(&model_path).unwrap();
+    let cases: Vec<(&str, Image, &Model)> = vec![
+        ("v1-pixelcnn-rgb-1x1", synthetic_image(1, 1, ChannelLayout::Rgb, 0, 1), &tiny),
+        ("v1-pixelcnn-gray-5x3", synthetic_image(5, 3, ChannelLayout::Gray, 30, 2), &tiny),
+        ("v1-pixelcnn-rgba-7x4", synthetic_image(7, 4, ChannelLayout::Rgba, 30, 3), &tiny),
+        ("v1-pixelcnn-grayalpha-8x8", synthetic_image(8, 8, ChannelLayout::GrayAlpha, 30, 4), &tiny),
+        ("v1-pixelcnn-rgb-32x32", synthetic_image(32, 32, ChannelLayout::Rgb, 12, 5), &tiny),
+        ("v1-stored-rgb-3x2", synthetic_image(3, 2, ChannelLayout::Rgb, 50, 6), &Model::Stored),
+    ];
+    for (name, img, model) in cases {
+        let llif_path = d.join(format!("{name}.llif"));
+        if llif_path.exists() {
+            continue; // never regenerate
+        }
+        std::fs::write(&llif_path, encode_image(&img, model).unwrap()).unwrap();
+        llif::corpus::write_image_file(&img, &d.join(format!("{name}.png"))).unwrap();
+    }
+}
