@@ -60,6 +60,9 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     #[error("i/o: {0}")]
     IoOther(#[from] std::io::Error),
+    /// Some items of a batch operation failed (each was reported on its own).
+    #[error("{0}")]
+    Failed(String),
     /// An image file that the `image` crate cannot read or write.
     #[error("image file: {0}")]
     ImageFile(String),

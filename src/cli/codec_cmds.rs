@@ -217,7 +217,7 @@ pub fn info(a: InfoArgs) -> Result<()> {
         }
     }
     if failed > 0 {
-        return Err(Error::CorruptPayload(format!("{failed} of {} files failed", a.files.len())));
+        return Err(Error::Failed(format!("{failed} of {} files failed", a.files.len())));
     }
     Ok(())
 }
