@@ -3,8 +3,8 @@
 # data) into a cache outside the checkout, and prints the folder. Idempotent.
 set -euo pipefail
 cache="${LLIF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llif}"
-dest="$cache/samples"
-names=(coffee.png camera.png coins.png logo.png chessboard_RGB.png)
+dest="$cache/samples-v1"
+names=(coffee.png camera.png coins.png logo.png microaneurysms.png)
 if [[ -f "$dest/.complete" ]]; then echo "$dest"; exit 0; fi
 mkdir -p "$cache/downloads" "$dest"
 whl=$(ls "$cache"/downloads/scikit_image-0.25.2-*.whl 2>/dev/null | head -1 || true)
