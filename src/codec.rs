@@ -10,9 +10,13 @@ use crate::format::{self, CodecFamily, Header, Limits, ModelId, FORMAT_VERSION};
 use crate::image::Image;
 use crate::pixelcnn::{self, PixelCnnInt};
 
-/// The default PixelCNN, compiled into the binary (see `models/README.md` for its card).
-pub const DEFAULT_PIXELCNN: &[u8] = include_bytes!("../models/pixelcnn-default.llifm");
-/// Name under which the default model is known.
+/// The models compiled into llif, `(name, model file)`, the default first (cards in
+/// `models/README.md`). A model that has shipped stays in this list, so every file written with
+/// it keeps decoding; a better model is added in front.
+pub const BUILTIN_MODELS: &[(&str, &[u8])] = &[("pixelcnn-r3h192-v1", include_bytes!("../models/pixelcnn-r3h192-v1.llifm"))];
+/// The default model's file.
+pub const DEFAULT_PIXELCNN: &[u8] = BUILTIN_MODELS[0].1;
+/// Alias of the default model.
 pub const DEFAULT_MODEL_NAME: &str = "default";
 
 /// A model that can code images.
@@ -70,11 +74,12 @@ impl ModelSet {
         ModelSet::default()
     }
 
-    /// The models compiled into llif, the default first.
+    /// The models compiled into llif, the default first (also found as `default`).
     pub fn builtin() -> ModelSet {
         let mut set = ModelSet::empty();
-        let default = Model::from_bytes(DEFAULT_PIXELCNN).expect("the embedded default model is valid (tested)");
-        set.add(DEFAULT_MODEL_NAME, default);
+        for (name, bytes) in BUILTIN_MODELS {
+            set.add(name, Model::from_bytes(bytes).expect("embedded models are valid (tested)"));
+        }
         set
     }
 
@@ -92,6 +97,9 @@ impl ModelSet {
     pub fn find(&self, key: &str) -> Option<Model> {
         if key == "stored" {
             return Some(Model::Stored);
+        }
+        if key == DEFAULT_MODEL_NAME {
+            return self.default_model().cloned();
         }
         if let Some((_, m)) = self.models.iter().find(|(n, m)| n == key || m.name() == key) {
             return Some(m.clone());

@@ -55,3 +55,15 @@ fn unknown_model_is_a_typed_error() {
     let err = decode_image(&bytes, &ModelSet::empty(), &Limits::default()).unwrap_err();
     assert!(matches!(err, llif::Error::UnknownModel(_)), "{err}");
 }
+
+#[test]
+fn every_builtin_model_is_valid_and_round_trips() {
+    let models = ModelSet::builtin();
+    assert_eq!(models.iter().count(), llif::codec::BUILTIN_MODELS.len());
+    assert!(models.find("default").is_some());
+    let img = synthetic_image(6, 5, ChannelLayout::Rgba, 9, 77);
+    for (name, model) in models.iter() {
+        let bytes = encode_image(&img, model).unwrap();
+        assert_eq!(decode_image(&bytes, &models, &Limits::default()).unwrap(), img, "{name}");
+    }
+}
