@@ -96,3 +96,21 @@ fn default_model_engines_agree_on_real_cifar_images() {
     let imgs: Vec<Image> = llif::corpus::read_cifar(&path, Some(3)).unwrap().into_iter().map(|c| c.image).collect();
     check_all_engines(&model, &imgs);
 }
+
+/// On a machine with CUDA: the integer network on the GPU equals the CPU reference, and a file
+/// whose parameters came from the GPU decodes on the CPU. Skips (with a message) without CUDA.
+#[test]
+fn cuda_matches_cpu_when_available() {
+    if !llif::runtime::cuda_available() {
+        eprintln!("skipping: no CUDA device (libtorch_cuda.so not loadable or no GPU)");
+        return;
+    }
+    let model = random_pixelcnn(tiny_arch(), 17);
+    let imgs: Vec<Image> = (0..7).map(|s| noise_image(9, 8, ChannelLayout::Rgb, 300 + s)).collect();
+    let refs: Vec<&Image> = imgs.iter().collect();
+    let cpu = tch_all(&model, &refs, Device::Cpu);
+    let gpu = tch_all(&model, &refs, Device::Cuda(0));
+    assert_eq!(cpu, gpu, "CUDA f64 path differs from the CPU");
+    let expected: Vec<Vec<i32>> = imgs.iter().flat_map(|i| reference_all(&model, i)).collect();
+    assert_eq!(gpu, expected, "CUDA f64 path differs from the reference");
+}
