@@ -97,8 +97,10 @@ fn default_model_engines_agree_on_real_cifar_images() {
     check_all_engines(&model, &imgs);
 }
 
-/// On a machine with CUDA: the integer network on the GPU equals the CPU reference, and a file
-/// whose parameters came from the GPU decodes on the CPU. Skips (with a message) without CUDA.
+/// On a machine with CUDA: the integer network's parameters computed on the GPU (batch of 7)
+/// equal the CPU's and the plain-Rust reference's, bit for bit. Since the codec's distributions
+/// are a function of these parameters alone, a GPU encoder and a CPU decoder agree. Skips (with
+/// a message) without CUDA.
 #[test]
 fn cuda_matches_cpu_when_available() {
     if !llif::runtime::cuda_available() {
