@@ -61,6 +61,7 @@ fn write_golden_files() {
         std::fs::write(d.join("tiny-v1.id"), format!("{}\n", m.id)).unwrap();
     }
     let tiny = Model::from_file(&model_path).unwrap();
+    let v1 = ModelSet::builtin().find("pixelcnn-r3h192-v1").expect("shipped model pixelcnn-r3h192-v1");
     let cases: Vec<(&str, Image, &Model)> = vec![
         ("v1-pixelcnn-rgb-1x1", synthetic_image(1, 1, ChannelLayout::Rgb, 0, 1), &tiny),
         ("v1-pixelcnn-gray-5x3", synthetic_image(5, 3, ChannelLayout::Gray, 30, 2), &tiny),
@@ -68,6 +69,9 @@ fn write_golden_files() {
         ("v1-pixelcnn-grayalpha-8x8", synthetic_image(8, 8, ChannelLayout::GrayAlpha, 30, 4), &tiny),
         ("v1-pixelcnn-rgb-32x32", synthetic_image(32, 32, ChannelLayout::Rgb, 12, 5), &tiny),
         ("v1-stored-rgb-3x2", synthetic_image(3, 2, ChannelLayout::Rgb, 50, 6), &Model::Stored),
+        ("v1-pixelcnn-r3h192-v1-rgb-32x32", synthetic_image(32, 32, ChannelLayout::Rgb, 12, 7), &v1),
+        ("v1-pixelcnn-r3h192-v1-gray-9x7", synthetic_image(9, 7, ChannelLayout::Gray, 25, 8), &v1),
+        ("v1-pixelcnn-r3h192-v1-rgba-6x5", synthetic_image(6, 5, ChannelLayout::Rgba, 25, 9), &v1),
     ];
     for (name, img, model) in cases {
         let llif_path = d.join(format!("{name}.llif"));

@@ -115,4 +115,14 @@ fn cuda_matches_cpu_when_available() {
     assert_eq!(cpu, gpu, "CUDA f64 path differs from the CPU");
     let expected: Vec<Vec<i32>> = imgs.iter().flat_map(|i| reference_all(&model, i)).collect();
     assert_eq!(gpu, expected, "CUDA f64 path differs from the reference");
+    // Compress on CUDA, decompress on CPU with the Rust engine; and the reverse direction is the
+    // engine-encoded file, which is byte-identical.
+    for layout in [ChannelLayout::Rgb, ChannelLayout::Gray, ChannelLayout::Rgba] {
+        let img = noise_image(13, 11, layout, 9);
+        let (gpu_payload, _) = llif::pixelcnn::encode_payload_tch(&model, &img, Device::Cuda(0)).unwrap();
+        let (cpu_payload, _) = llif::pixelcnn::encode_payload(&model, &img).unwrap();
+        assert_eq!(gpu_payload, cpu_payload, "CUDA-encoded payload differs from the CPU's ({layout})");
+        let decoded = llif::pixelcnn::decode_payload(&model, 13, 11, layout, &gpu_payload).unwrap();
+        assert_eq!(decoded, img.data(), "CUDA-encoded payload does not decode on the CPU ({layout})");
+    }
 }

@@ -67,3 +67,13 @@ fn every_builtin_model_is_valid_and_round_trips() {
         assert_eq!(decode_image(&bytes, &models, &Limits::default()).unwrap(), img, "{name}");
     }
 }
+
+#[test]
+fn tch_encoder_writes_the_same_bytes_as_the_engine() {
+    let Model::PixelCnn(m) = Model::PixelCnn(Arc::new(random_pixelcnn(tiny_arch(), 8))) else { unreachable!() };
+    for img in images().into_iter().step_by(3) {
+        let (engine, _) = llif::pixelcnn::encode_payload(&m, &img).unwrap();
+        let (torch, _) = llif::pixelcnn::encode_payload_tch(&m, &img, tch::Device::Cpu).unwrap();
+        assert_eq!(engine, torch, "{img:?}");
+    }
+}

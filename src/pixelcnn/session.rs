@@ -37,6 +37,9 @@ pub struct PixelCnnSession<'m> {
     front: Vec<(u32, u32)>,
     states: Vec<PixelState>,
     params: Vec<Vec<i32>>,
+    /// Parameters computed beforehand for every pixel of each plane set (`[pixel][outputs]`,
+    /// flat), e.g. by libtorch in one teacher-forced pass; replayed instead of running the engine.
+    precomputed: Option<Vec<Vec<i32>>>,
 }
 
 impl<'m> PixelCnnSession<'m> {
@@ -60,7 +63,17 @@ impl<'m> PixelCnnSession<'m> {
             front: Vec::new(),
             states: Vec::new(),
             params: Vec::new(),
+            precomputed: None,
         }
+    }
+
+    /// A session that replays precomputed parameters (encoding only: they were computed from the
+    /// true samples). `per_set[s]` holds `width·height·outputs` values for plane set `s` (colour,
+    /// then alpha), pixel-major.
+    pub fn with_precomputed(model: &'m PixelCnnInt, width: u32, height: u32, layout: ChannelLayout, per_set: Vec<Vec<i32>>) -> Self {
+        let mut s = PixelCnnSession::new(model, width, height, layout);
+        s.precomputed = Some(per_set);
+        s
     }
 }
 
@@ -90,15 +103,25 @@ impl AutoregressiveModel for PixelCnnSession<'_> {
                 self.states.push(model.new_state());
                 self.params.push(vec![0; arch.params_per_channel()]);
             }
-            let (ctx, w, h) = (&self.ctx, self.width, self.height);
-            self.states[..n].par_iter_mut().zip(&self.front).for_each(|(st, &(x, y))| model.begin_pixel(st, ctx, w, h, x, y));
+            if self.precomputed.is_none() {
+                let (ctx, w, h) = (&self.ctx, self.width, self.height);
+                self.states[..n].par_iter_mut().zip(&self.front).for_each(|(st, &(x, y))| model.begin_pixel(st, ctx, w, h, x, y));
+            }
         }
         let n = self.front.len();
         let c = self.channel;
-        self.states[..n]
-            .par_iter_mut()
-            .zip(&mut self.params[..n])
-            .for_each(|(st, p)| model.channel_params(st, c, p));
+        if let Some(pre) = &self.precomputed {
+            let (outputs, p) = (arch.outputs(), arch.params_per_channel());
+            for (i, &(x, y)) in self.front.iter().enumerate() {
+                let base = (y as usize * self.width as usize + x as usize) * outputs + c * p;
+                self.params[i].copy_from_slice(&pre[self.set][base..base + p]);
+            }
+        } else {
+            self.states[..n]
+                .par_iter_mut()
+                .zip(&mut self.params[..n])
+                .for_each(|(st, p)| model.channel_params(st, c, p));
+        }
         let set = self.sets[self.set];
         for (i, &(x, y)) in self.front.iter().enumerate() {
             let (l, m, s) = split_params(&self.params[i], arch.components);
