@@ -11,7 +11,11 @@ fn mixtures(n: usize) -> Vec<LogisticMixture> {
         .map(|i| {
             let f = |v: f64| (v * 65536.0) as i32;
             let m = (i % 200) as f64 / 100.0 - 1.0;
-            LogisticMixture::from_params(&[f(0.1), f(-0.5), 0, f(0.3), f(-1.0)], &[f(m), f(m + 0.05), f(m - 0.02), f(0.0), f(m)], &[f(1.0), f(2.0), f(0.5), f(3.0), f(1.5)])
+            LogisticMixture::from_params(
+                &[f(0.1), f(-0.5), 0, f(0.3), f(-1.0)],
+                &[f(m), f(m + 0.05), f(m - 0.02), f(0.0), f(m)],
+                &[f(1.0), f(2.0), f(0.5), f(3.0), f(1.5)],
+            )
         })
         .collect()
 }
@@ -21,7 +25,13 @@ fn bench_distribution(c: &mut Criterion) {
     let mut g = c.benchmark_group("logistic_mixture");
     g.throughput(Throughput::Elements(ms.len() as u64));
     g.bench_function("from_params_x1000", |b| b.iter(|| mixtures(1000)));
-    g.bench_function("quantile_x1000", |b| b.iter(|| ms.iter().map(|m| m.quantile(black_box(1 << 23))).sum::<u32>()));
+    g.bench_function("quantile_x1000", |b| {
+        b.iter(|| {
+            ms.iter()
+                .map(|m| m.quantile(black_box(1 << 23)))
+                .sum::<u32>()
+        })
+    });
     g.finish();
 }
 
@@ -62,10 +72,19 @@ fn bench_pixelcnn(c: &mut Criterion) {
     let bytes = encode_image(&img, &model).unwrap();
     let mut g = c.benchmark_group("pixelcnn_default_32x32_rgb");
     g.sample_size(10);
-    g.bench_function("encode", |b| b.iter(|| encode_image(black_box(&img), &model).unwrap()));
-    g.bench_function("decode", |b| b.iter(|| decode_image(black_box(&bytes), &models, &Limits::default()).unwrap()));
+    g.bench_function("encode", |b| {
+        b.iter(|| encode_image(black_box(&img), &model).unwrap())
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| decode_image(black_box(&bytes), &models, &Limits::default()).unwrap())
+    });
     g.finish();
 }
 
-criterion_group!(benches, bench_distribution, bench_range_coder, bench_pixelcnn);
+criterion_group!(
+    benches,
+    bench_distribution,
+    bench_range_coder,
+    bench_pixelcnn
+);
 criterion_main!(benches);

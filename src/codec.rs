@@ -13,7 +13,10 @@ use crate::pixelcnn::{self, PixelCnnInt};
 /// The models compiled into llif, `(name, model file)`, the default first (cards in
 /// `models/README.md`). A model that has shipped stays in this list, so every file written with
 /// it keeps decoding; a better model is added in front.
-pub const BUILTIN_MODELS: &[(&str, &[u8])] = &[("pixelcnn-r3h192-v1", include_bytes!("../models/pixelcnn-r3h192-v1.llifm"))];
+pub const BUILTIN_MODELS: &[(&str, &[u8])] = &[(
+    "pixelcnn-r3h192-v1",
+    include_bytes!("../models/pixelcnn-r3h192-v1.llifm"),
+)];
 /// The default model's file.
 pub const DEFAULT_PIXELCNN: &[u8] = BUILTIN_MODELS[0].1;
 /// Alias of the default model.
@@ -78,7 +81,10 @@ impl ModelSet {
     pub fn builtin() -> ModelSet {
         let mut set = ModelSet::empty();
         for (name, bytes) in BUILTIN_MODELS {
-            set.add(name, Model::from_bytes(bytes).expect("embedded models are valid (tested)"));
+            set.add(
+                name,
+                Model::from_bytes(bytes).expect("embedded models are valid (tested)"),
+            );
         }
         set
     }
@@ -101,7 +107,11 @@ impl ModelSet {
         if key == DEFAULT_MODEL_NAME {
             return self.default_model().cloned();
         }
-        if let Some((_, m)) = self.models.iter().find(|(n, m)| n == key || m.name() == key) {
+        if let Some((_, m)) = self
+            .models
+            .iter()
+            .find(|(n, m)| n == key || m.name() == key)
+        {
             return Some(m.clone());
         }
         let id: ModelId = key.parse().ok()?;
@@ -109,7 +119,10 @@ impl ModelSet {
     }
 
     pub fn by_id(&self, id: ModelId) -> Option<&Model> {
-        self.models.iter().map(|(_, m)| m).find(|m| m.id() == Some(id))
+        self.models
+            .iter()
+            .map(|(_, m)| m)
+            .find(|m| m.id() == Some(id))
     }
 
     /// `(name, model)` pairs.
@@ -152,7 +165,11 @@ pub fn encode_image_with_stats(image: &Image, model: &Model) -> Result<Encoded> 
         }
     };
     let header_bytes = header.to_bytes().len();
-    Ok(Encoded { bytes: format::assemble(header, image.data(), &payload), ideal_bits, header_bytes })
+    Ok(Encoded {
+        bytes: format::assemble(header, image.data(), &payload),
+        ideal_bits,
+        header_bytes,
+    })
 }
 
 /// Parses and validates a file's header without decoding the image.
@@ -167,19 +184,30 @@ pub fn decode_image(bytes: &[u8], models: &ModelSet, limits: &Limits) -> Result<
     let samples = match h.family {
         CodecFamily::Stored => {
             if file.payload.len() as u64 != h.samples() {
-                return Err(Error::CorruptPayload(format!("stored payload has {} bytes, the image {}", file.payload.len(), h.samples())));
+                return Err(Error::CorruptPayload(format!(
+                    "stored payload has {} bytes, the image {}",
+                    file.payload.len(),
+                    h.samples()
+                )));
             }
             file.payload.to_vec()
         }
         CodecFamily::PixelCnn => {
-            let id = h.model.ok_or_else(|| Error::InvalidHeader("pixelcnn file without model id".into()))?;
+            let id = h
+                .model
+                .ok_or_else(|| Error::InvalidHeader("pixelcnn file without model id".into()))?;
             let model = match models.by_id(id) {
                 Some(Model::PixelCnn(m)) => m.clone(),
                 _ => return Err(Error::UnknownModel(id.to_string())),
             };
             pixelcnn::decode_payload(&model, h.width, h.height, h.layout, file.payload)?
         }
-        CodecFamily::Flow | CodecFamily::Vae => return Err(Error::InvalidHeader(format!("codec family {} is reserved", h.family))),
+        CodecFamily::Flow | CodecFamily::Vae => {
+            return Err(Error::InvalidHeader(format!(
+                "codec family {} is reserved",
+                h.family
+            )))
+        }
     };
     format::verify_check(&file, &samples)?;
     Image::new(h.width, h.height, h.layout, samples)

@@ -38,9 +38,14 @@ pub fn data_dir() -> Option<PathBuf> {
         let dir = PathBuf::from(dir);
         return dir.is_dir().then_some(dir);
     }
-    let crate_relative = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("data");
+    let crate_relative = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared")
+        .join("data");
     let cwd_relative = Path::new(".").join("..").join("shared").join("data");
-    [crate_relative, cwd_relative].into_iter().find(|p| p.is_dir())
+    [crate_relative, cwd_relative]
+        .into_iter()
+        .find(|p| p.is_dir())
 }
 
 /// One CIFAR-10 record.
@@ -84,9 +89,16 @@ pub fn parse_cifar(bytes: &[u8], limit: Option<usize>) -> Result<Vec<CifarImage>
         .enumerate()
         .map(|(index, record)| {
             let label = record[0];
-            let planes: Vec<Vec<u8>> = record[1..].chunks_exact(plane_len).map(<[u8]>::to_vec).collect();
+            let planes: Vec<Vec<u8>> = record[1..]
+                .chunks_exact(plane_len)
+                .map(<[u8]>::to_vec)
+                .collect();
             let image = Image::from_planes(CIFAR_SIDE, CIFAR_SIDE, ChannelLayout::Rgb, &planes)?;
-            Ok(CifarImage { label, index, image })
+            Ok(CifarImage {
+                label,
+                index,
+                image,
+            })
         })
         .collect()
 }
@@ -98,7 +110,9 @@ pub fn read_image_file(path: &Path) -> Result<Image> {
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
-    let decoded = reader.decode().map_err(|e| Error::ImageFile(format!("{}: {e}", path.display())))?;
+    let decoded = reader
+        .decode()
+        .map_err(|e| Error::ImageFile(format!("{}: {e}", path.display())))?;
     dynamic_to_image(decoded).map_err(|e| match e {
         Error::Unsupported(msg) => Error::Unsupported(format!("{}: {msg}", path.display())),
         other => other,
@@ -107,11 +121,15 @@ pub fn read_image_file(path: &Path) -> Result<Image> {
 
 /// Decodes an image held in memory (e.g. read from stdin); the format is guessed from the content.
 pub fn decode_image_bytes(bytes: &[u8]) -> Result<Image> {
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(Error::IoOther)?;
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(Error::IoOther)?;
     if reader.format().is_none() {
         return Err(Error::ImageFile("unrecognised image format".into()));
     }
-    let decoded = reader.decode().map_err(|e| Error::ImageFile(e.to_string()))?;
+    let decoded = reader
+        .decode()
+        .map_err(|e| Error::ImageFile(e.to_string()))?;
     dynamic_to_image(decoded)
 }
 
@@ -164,7 +182,9 @@ pub fn encode_png(img: &Image) -> Result<Vec<u8>> {
 
 /// Lower-case extension of `path`, if any.
 fn extension(path: &Path) -> Option<String> {
-    path.extension().and_then(OsStr::to_str).map(str::to_ascii_lowercase)
+    path.extension()
+        .and_then(OsStr::to_str)
+        .map(str::to_ascii_lowercase)
 }
 
 /// Writes `img` to `path` in the format its extension names: `.png` (also used when there is no
@@ -211,7 +231,10 @@ pub fn read_image_folder(dir: &Path) -> Result<Vec<(String, Image)>> {
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let wanted = matches!(extension(&path).as_deref(), Some("png" | "ppm" | "pgm" | "pnm"));
+        let wanted = matches!(
+            extension(&path).as_deref(),
+            Some("png" | "ppm" | "pgm" | "pnm")
+        );
         if wanted && path.is_file() {
             paths.push(path);
         }
@@ -220,7 +243,9 @@ pub fn read_image_folder(dir: &Path) -> Result<Vec<(String, Image)>> {
     paths
         .into_iter()
         .map(|path| {
-            let name = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+            let name = path
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
             Ok((name, read_image_file(&path)?))
         })
         .collect()
@@ -238,7 +263,9 @@ impl PatchSampler {
     /// Errors if `images` is empty, so that [`PatchSampler::sample`] can always return a patch.
     pub fn new(images: Vec<Image>) -> Result<Self> {
         if images.is_empty() {
-            return Err(Error::Usage("a patch sampler needs at least one image".into()));
+            return Err(Error::Usage(
+                "a patch sampler needs at least one image".into(),
+            ));
         }
         Ok(PatchSampler { images })
     }
@@ -270,7 +297,8 @@ fn crop(img: &Image, x: u32, y: u32, w: u32, h: u32) -> Image {
         let start = row * row_len + x as usize * ch;
         data.extend_from_slice(&img.data()[start..start + w as usize * ch]);
     }
-    Image::new(w, h, img.layout(), data).expect("an in-bounds, non-empty crop has a consistent size")
+    Image::new(w, h, img.layout(), data)
+        .expect("an in-bounds, non-empty crop has a consistent size")
 }
 
 #[cfg(test)]
@@ -281,7 +309,9 @@ mod tests {
 
     fn pattern(w: u32, h: u32, layout: ChannelLayout, seed: u32) -> Image {
         let n = w as usize * h as usize * layout.channels();
-        let data = (0..n as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8).collect();
+        let data = (0..n as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+            .collect();
         Image::new(w, h, layout, data).expect("valid test image")
     }
 
@@ -289,7 +319,10 @@ mod tests {
     fn cifar_round_trip_synthetic() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("two.bin");
-        let images = [pattern(32, 32, ChannelLayout::Rgb, 1), pattern(32, 32, ChannelLayout::Rgb, 2)];
+        let images = [
+            pattern(32, 32, ChannelLayout::Rgb, 1),
+            pattern(32, 32, ChannelLayout::Rgb, 2),
+        ];
         let mut bytes = Vec::new();
         for (label, img) in [7u8, 3].into_iter().zip(&images) {
             bytes.push(label);
@@ -315,12 +348,20 @@ mod tests {
 
         std::fs::write(&path, &bytes[..bytes.len() - 1]).expect("write");
         assert!(matches!(read_cifar(&path, None), Err(Error::ImageFile(_))));
-        assert!(matches!(read_cifar(&dir.path().join("missing.bin"), None), Err(Error::Io { .. })));
+        assert!(matches!(
+            read_cifar(&dir.path().join("missing.bin"), None),
+            Err(Error::Io { .. })
+        ));
     }
 
     #[test]
     fn png_round_trip_keeps_layout() {
-        for layout in [ChannelLayout::Gray, ChannelLayout::GrayAlpha, ChannelLayout::Rgb, ChannelLayout::Rgba] {
+        for layout in [
+            ChannelLayout::Gray,
+            ChannelLayout::GrayAlpha,
+            ChannelLayout::Rgb,
+            ChannelLayout::Rgba,
+        ] {
             for (w, h) in [(1, 1), (5, 3), (17, 9)] {
                 let img = pattern(w, h, layout, 5);
                 let png = encode_png(&img).expect("encode");
@@ -333,13 +374,21 @@ mod tests {
 
     #[test]
     fn sixteen_bit_is_refused() {
-        let buf = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 2, vec![0u16, 1, 2, 65535]).expect("buffer");
+        let buf =
+            image::ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 2, vec![0u16, 1, 2, 65535])
+                .expect("buffer");
         let mut bytes = Vec::new();
         DynamicImage::ImageLuma16(buf)
             .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
             .expect("encode");
-        assert!(matches!(decode_image_bytes(&bytes), Err(Error::Unsupported(_))));
-        assert!(matches!(decode_image_bytes(b"not an image"), Err(Error::ImageFile(_))));
+        assert!(matches!(
+            decode_image_bytes(&bytes),
+            Err(Error::Unsupported(_))
+        ));
+        assert!(matches!(
+            decode_image_bytes(b"not an image"),
+            Err(Error::ImageFile(_))
+        ));
     }
 
     #[test]
@@ -388,7 +437,10 @@ mod tests {
 
     #[test]
     fn real_cifar_test_batch() {
-        let Some(path) = data_dir().map(|d| d.join("cifar10").join("test_batch.bin")).filter(|p| p.is_file()) else {
+        let Some(path) = data_dir()
+            .map(|d| d.join("cifar10").join("test_batch.bin"))
+            .filter(|p| p.is_file())
+        else {
             eprintln!("skipping: cifar10/test_batch.bin not found (set {DATA_ENV} or provide ../shared/data)");
             return;
         };
@@ -397,10 +449,15 @@ mod tests {
         for (i, rec) in images.iter().enumerate() {
             assert_eq!(rec.index, i);
             assert!(rec.label < 10, "record {i} has label {}", rec.label);
-            assert_eq!((rec.image.width(), rec.image.height(), rec.image.layout()), (32, 32, ChannelLayout::Rgb));
+            assert_eq!(
+                (rec.image.width(), rec.image.height(), rec.image.layout()),
+                (32, 32, ChannelLayout::Rgb)
+            );
         }
         // Real photographs: not constant, and all ten classes appear in 500 records.
-        assert!(images.iter().all(|r| r.image.data().iter().any(|&v| v != r.image.data()[0])));
+        assert!(images
+            .iter()
+            .all(|r| r.image.data().iter().any(|&v| v != r.image.data()[0])));
         let mut seen = [false; 10];
         images.iter().for_each(|r| seen[r.label as usize] = true);
         assert!(seen.iter().all(|&s| s));

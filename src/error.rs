@@ -22,7 +22,9 @@ pub enum Error {
     #[error("corrupt llif payload: {0}")]
     CorruptPayload(String),
     /// Decoding finished but the pixels do not match the stored CRC-32.
-    #[error("checksum mismatch: decoded pixels have CRC-32 {actual:08x}, file says {expected:08x}")]
+    #[error(
+        "checksum mismatch: decoded pixels have CRC-32 {actual:08x}, file says {expected:08x}"
+    )]
     ChecksumMismatch { expected: u32, actual: u32 },
 
     // ---- valid file or request that this build cannot handle ----
@@ -57,7 +59,10 @@ pub enum Error {
 
     // ---- the environment ----
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("i/o: {0}")]
     IoOther(#[from] std::io::Error),
     /// Some items of a batch operation failed (each was reported on its own).
@@ -71,7 +76,10 @@ pub enum Error {
 impl Error {
     /// Attaches a path to an I/O error.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// True when the error says the input file is damaged or not llif at all.

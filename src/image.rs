@@ -93,7 +93,9 @@ impl Image {
     pub fn new(width: u32, height: u32, layout: ChannelLayout, data: Vec<u8>) -> Result<Self> {
         let expected = (width as u64) * (height as u64) * layout.channels() as u64;
         if width == 0 || height == 0 {
-            return Err(Error::InvalidImage(format!("image is {width}x{height}: both sides must be at least 1")));
+            return Err(Error::InvalidImage(format!(
+                "image is {width}x{height}: both sides must be at least 1"
+            )));
         }
         if data.len() as u64 != expected {
             return Err(Error::InvalidImage(format!(
@@ -101,7 +103,12 @@ impl Image {
                 data.len()
             )));
         }
-        Ok(Image { width, height, layout, data })
+        Ok(Image {
+            width,
+            height,
+            layout,
+            data,
+        })
     }
 
     /// An image with every sample set to `value`.
@@ -150,11 +157,18 @@ impl Image {
     }
 
     /// Builds an image from planes (each `width * height` samples), in layout order.
-    pub fn from_planes(width: u32, height: u32, layout: ChannelLayout, planes: &[Vec<u8>]) -> Result<Self> {
+    pub fn from_planes(
+        width: u32,
+        height: u32,
+        layout: ChannelLayout,
+        planes: &[Vec<u8>],
+    ) -> Result<Self> {
         let ch = layout.channels();
         let n = width as usize * height as usize;
         if planes.len() != ch || planes.iter().any(|p| p.len() != n) {
-            return Err(Error::InvalidImage("plane count or plane size does not match the layout".into()));
+            return Err(Error::InvalidImage(
+                "plane count or plane size does not match the layout".into(),
+            ));
         }
         let mut data = vec![0u8; n * ch];
         for (c, p) in planes.iter().enumerate() {

@@ -37,7 +37,9 @@ pub mod runtime;
 #[doc(hidden)]
 pub mod testing;
 
+pub use codec::{
+    decode_image, encode_image, encode_image_with_stats, read_header, Model, ModelSet,
+};
 pub use error::{Error, Result};
 pub use format::{CodecFamily, Header, Limits, ModelId};
 pub use image::{ChannelLayout, Image};
-pub use codec::{decode_image, encode_image, encode_image_with_stats, read_header, Model, ModelSet};

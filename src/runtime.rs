@@ -16,7 +16,9 @@ pub fn init() {
         }
         candidates.push("libtorch_cuda.so".into());
         for path in candidates {
-            let Ok(c) = std::ffi::CString::new(path) else { continue };
+            let Ok(c) = std::ffi::CString::new(path) else {
+                continue;
+            };
             // SAFETY: dlopen with a valid C string; the handle is intentionally leaked so the
             // library stays loaded for the life of the process.
             let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
@@ -35,9 +37,13 @@ pub fn cuda_available() -> bool {
 
 /// Path of tcmalloc when installed (Debian `libtcmalloc-minimal4`).
 pub fn tcmalloc_path() -> Option<&'static str> {
-    ["/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib64/libtcmalloc_minimal.so.4"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
+    [
+        "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+        "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
+        "/usr/lib64/libtcmalloc_minimal.so.4",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
 }
 
 /// Re-executes the current process with tcmalloc preloaded, if it is installed and not yet in
@@ -53,8 +59,17 @@ pub fn reexec_with_tcmalloc() {
     if preload.contains("tcmalloc") {
         return;
     }
-    let Ok(exe) = std::env::current_exe() else { return };
-    let new_preload = if preload.is_empty() { lib.to_string() } else { format!("{lib}:{preload}") };
-    let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("LD_PRELOAD", new_preload).exec();
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let new_preload = if preload.is_empty() {
+        lib.to_string()
+    } else {
+        format!("{lib}:{preload}")
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("LD_PRELOAD", new_preload)
+        .exec();
     eprintln!("llif: note: could not re-run with tcmalloc ({err}); continuing without it");
 }

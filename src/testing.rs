@@ -11,7 +11,13 @@ use crate::pixelcnn::{Arch, PixelCnnInt};
 
 /// A small architecture for tests (fast in debug builds).
 pub fn tiny_arch() -> Arch {
-    Arch { radius: 2, channels: 3, hidden: 24, hidden_layers: 2, components: 3 }
+    Arch {
+        radius: 2,
+        channels: 3,
+        hidden: 24,
+        hidden_layers: 2,
+        components: 3,
+    }
 }
 
 /// A real (quantized, validated) PixelCNN with random weights: exercises every code path of
@@ -27,11 +33,18 @@ pub fn random_pixelcnn(arch: Arch, seed: u64) -> PixelCnnInt {
             }
         }
     });
-    net.to_int(&format!("random-{seed}")).expect("random model quantizes")
+    net.to_int(&format!("random-{seed}"))
+        .expect("random model quantizes")
 }
 
 /// A synthetic image: smooth gradients plus noise (`noise` = amplitude in levels).
-pub fn synthetic_image(width: u32, height: u32, layout: ChannelLayout, noise: u8, seed: u64) -> Image {
+pub fn synthetic_image(
+    width: u32,
+    height: u32,
+    layout: ChannelLayout,
+    noise: u8,
+    seed: u64,
+) -> Image {
     let mut rng = StdRng::seed_from_u64(seed);
     let ch = layout.channels();
     let mut data = Vec::with_capacity(width as usize * height as usize * ch);
@@ -39,7 +52,11 @@ pub fn synthetic_image(width: u32, height: u32, layout: ChannelLayout, noise: u8
         for x in 0..width {
             for c in 0..ch {
                 let base = (x * 7 + y * 3 + c as u32 * 50) % 256;
-                let n = if noise == 0 { 0 } else { rng.gen_range(0..=noise as u32) };
+                let n = if noise == 0 {
+                    0
+                } else {
+                    rng.gen_range(0..=noise as u32)
+                };
                 data.push(((base + n) % 256) as u8);
             }
         }

@@ -13,7 +13,15 @@ fn setup() -> (Vec<(Image, Vec<u8>)>, ModelSet) {
     let mut models = ModelSet::empty();
     models.add("tiny", model.clone());
     let mut files = Vec::new();
-    for (i, (layout, w, h)) in [(ChannelLayout::Rgb, 8, 6), (ChannelLayout::Gray, 5, 5), (ChannelLayout::Rgba, 3, 4), (ChannelLayout::GrayAlpha, 1, 1)].into_iter().enumerate() {
+    for (i, (layout, w, h)) in [
+        (ChannelLayout::Rgb, 8, 6),
+        (ChannelLayout::Gray, 5, 5),
+        (ChannelLayout::Rgba, 3, 4),
+        (ChannelLayout::GrayAlpha, 1, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let img = synthetic_image(w, h, layout, 20, i as u64);
         files.push((img.clone(), encode_image(&img, &model).unwrap()));
         files.push((img.clone(), encode_image(&img, &Model::Stored).unwrap()));
@@ -27,7 +35,10 @@ fn assert_never_wrong(bytes: &[u8], original: &Image, models: &ModelSet, what: &
     match result {
         Err(_) => panic!("{what}: decoder panicked"),
         Ok(Ok(img)) => {
-            assert_eq!(&img, original, "{what}: decoded to wrong pixels without an error");
+            assert_eq!(
+                &img, original,
+                "{what}: decoded to wrong pixels without an error"
+            );
             false
         }
         Ok(Err(_)) => true,
@@ -39,8 +50,17 @@ fn every_truncation_is_a_typed_error() {
     let (files, models) = setup();
     for (img, bytes) in &files {
         for cut in 0..bytes.len() {
-            let failed = assert_never_wrong(&bytes[..cut], img, &models, &format!("{img:?} cut at {cut}/{}", bytes.len()));
-            assert!(failed, "{img:?}: truncation to {cut} of {} bytes decoded without error", bytes.len());
+            let failed = assert_never_wrong(
+                &bytes[..cut],
+                img,
+                &models,
+                &format!("{img:?} cut at {cut}/{}", bytes.len()),
+            );
+            assert!(
+                failed,
+                "{img:?}: truncation to {cut} of {} bytes decoded without error",
+                bytes.len()
+            );
         }
     }
 }
@@ -67,7 +87,12 @@ fn random_byte_flips_are_typed_errors() {
     }
     // A flip may only go unnoticed if it leaves the decoded pixels and the check intact, which
     // the CRC over header, pixels and payload length makes (nearly) impossible.
-    assert_eq!(errors, trials, "{} of {trials} damaged files decoded (to the right pixels)", trials - errors);
+    assert_eq!(
+        errors,
+        trials,
+        "{} of {trials} damaged files decoded (to the right pixels)",
+        trials - errors
+    );
 }
 
 #[test]
@@ -77,7 +102,10 @@ fn appended_bytes_are_typed_errors() {
         for extra in [&[0u8][..], &[1], &[0, 0, 0, 0, 0], &[0xFF; 9]] {
             let mut b = bytes.clone();
             b.extend_from_slice(extra);
-            assert!(assert_never_wrong(&b, img, &models, "appended"), "{img:?} + {extra:?} decoded without error");
+            assert!(
+                assert_never_wrong(&b, img, &models, "appended"),
+                "{img:?} + {extra:?} decoded without error"
+            );
         }
     }
 }

@@ -34,7 +34,8 @@ fn golden_files_decode_to_their_pixels() {
             continue;
         }
         let bytes = std::fs::read(&p).unwrap();
-        let decoded = decode_image(&bytes, &models, &Limits::default()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let decoded = decode_image(&bytes, &models, &Limits::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         let expected = llif::corpus::read_image_file(&p.with_extension("png")).unwrap();
         assert_eq!(decoded, expected, "{}", p.display());
         count += 1;
@@ -47,7 +48,12 @@ fn golden_model_file_is_unchanged() {
     // The model file format is part of the promise too: the kept model must parse to the id its
     // files name.
     let bytes = std::fs::read(dir().join("tiny-v1.llifm")).unwrap();
-    assert_eq!(llif::ModelId::of_bytes(&bytes).to_string(), std::fs::read_to_string(dir().join("tiny-v1.id")).unwrap().trim());
+    assert_eq!(
+        llif::ModelId::of_bytes(&bytes).to_string(),
+        std::fs::read_to_string(dir().join("tiny-v1.id"))
+            .unwrap()
+            .trim()
+    );
 }
 
 #[test]
@@ -61,17 +67,55 @@ fn write_golden_files() {
         std::fs::write(d.join("tiny-v1.id"), format!("{}\n", m.id)).unwrap();
     }
     let tiny = Model::from_file(&model_path).unwrap();
-    let v1 = ModelSet::builtin().find("pixelcnn-r3h192-v1").expect("shipped model pixelcnn-r3h192-v1");
+    let v1 = ModelSet::builtin()
+        .find("pixelcnn-r3h192-v1")
+        .expect("shipped model pixelcnn-r3h192-v1");
     let cases: Vec<(&str, Image, &Model)> = vec![
-        ("v1-pixelcnn-rgb-1x1", synthetic_image(1, 1, ChannelLayout::Rgb, 0, 1), &tiny),
-        ("v1-pixelcnn-gray-5x3", synthetic_image(5, 3, ChannelLayout::Gray, 30, 2), &tiny),
-        ("v1-pixelcnn-rgba-7x4", synthetic_image(7, 4, ChannelLayout::Rgba, 30, 3), &tiny),
-        ("v1-pixelcnn-grayalpha-8x8", synthetic_image(8, 8, ChannelLayout::GrayAlpha, 30, 4), &tiny),
-        ("v1-pixelcnn-rgb-32x32", synthetic_image(32, 32, ChannelLayout::Rgb, 12, 5), &tiny),
-        ("v1-stored-rgb-3x2", synthetic_image(3, 2, ChannelLayout::Rgb, 50, 6), &Model::Stored),
-        ("v1-pixelcnn-r3h192-v1-rgb-32x32", synthetic_image(32, 32, ChannelLayout::Rgb, 12, 7), &v1),
-        ("v1-pixelcnn-r3h192-v1-gray-9x7", synthetic_image(9, 7, ChannelLayout::Gray, 25, 8), &v1),
-        ("v1-pixelcnn-r3h192-v1-rgba-6x5", synthetic_image(6, 5, ChannelLayout::Rgba, 25, 9), &v1),
+        (
+            "v1-pixelcnn-rgb-1x1",
+            synthetic_image(1, 1, ChannelLayout::Rgb, 0, 1),
+            &tiny,
+        ),
+        (
+            "v1-pixelcnn-gray-5x3",
+            synthetic_image(5, 3, ChannelLayout::Gray, 30, 2),
+            &tiny,
+        ),
+        (
+            "v1-pixelcnn-rgba-7x4",
+            synthetic_image(7, 4, ChannelLayout::Rgba, 30, 3),
+            &tiny,
+        ),
+        (
+            "v1-pixelcnn-grayalpha-8x8",
+            synthetic_image(8, 8, ChannelLayout::GrayAlpha, 30, 4),
+            &tiny,
+        ),
+        (
+            "v1-pixelcnn-rgb-32x32",
+            synthetic_image(32, 32, ChannelLayout::Rgb, 12, 5),
+            &tiny,
+        ),
+        (
+            "v1-stored-rgb-3x2",
+            synthetic_image(3, 2, ChannelLayout::Rgb, 50, 6),
+            &Model::Stored,
+        ),
+        (
+            "v1-pixelcnn-r3h192-v1-rgb-32x32",
+            synthetic_image(32, 32, ChannelLayout::Rgb, 12, 7),
+            &v1,
+        ),
+        (
+            "v1-pixelcnn-r3h192-v1-gray-9x7",
+            synthetic_image(9, 7, ChannelLayout::Gray, 25, 8),
+            &v1,
+        ),
+        (
+            "v1-pixelcnn-r3h192-v1-rgba-6x5",
+            synthetic_image(6, 5, ChannelLayout::Rgba, 25, 9),
+            &v1,
+        ),
     ];
     for (name, img, model) in cases {
         let llif_path = d.join(format!("{name}.llif"));

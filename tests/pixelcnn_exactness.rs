@@ -13,7 +13,11 @@ fn reference_all(model: &PixelCnnInt, img: &Image) -> Vec<Vec<i32>> {
     let (w, h) = (img.width(), img.height());
     (0..h)
         .flat_map(|y| (0..w).map(move |x| (x, y)))
-        .map(|(x, y)| (0..3).flat_map(|c| model.reference_params(img.data(), w, h, x, y, c)).collect())
+        .map(|(x, y)| {
+            (0..3)
+                .flat_map(|c| model.reference_params(img.data(), w, h, x, y, c))
+                .collect()
+        })
         .collect()
 }
 
@@ -40,9 +44,13 @@ fn engine_all(model: &PixelCnnInt, img: &Image) -> Vec<Vec<i32>> {
 fn tch_all(model: &PixelCnnInt, imgs: &[&Image], device: Device) -> Vec<Vec<i32>> {
     let refs: Vec<&[u8]> = imgs.iter().map(|i| i.data()).collect();
     let t = images_to_tensor(&refs, imgs[0].height(), imgs[0].width());
-    let out = PixelCnnTch::new(model, device).params(&t).to_device(Device::Cpu);
+    let out = PixelCnnTch::new(model, device)
+        .params(&t)
+        .to_device(Device::Cpu);
     let flat = Vec::<f64>::try_from(out.flatten(0, 1)).unwrap();
-    flat.chunks(model.arch().outputs()).map(|r| r.iter().map(|&v| v as i32).collect()).collect()
+    flat.chunks(model.arch().outputs())
+        .map(|r| r.iter().map(|&v| v as i32).collect())
+        .collect()
 }
 
 fn check_all_engines(model: &PixelCnnInt, imgs: &[Image]) {
@@ -54,12 +62,21 @@ fn check_all_engines(model: &PixelCnnInt, imgs: &[Image]) {
         tch::set_num_threads(threads);
         // Batch of 1: each image alone.
         for (img, r) in imgs.iter().zip(&reference) {
-            assert_eq!(&tch_all(model, &[img], Device::Cpu), r, "tch batch 1 ({threads} threads) vs reference on {img:?}");
+            assert_eq!(
+                &tch_all(model, &[img], Device::Cpu),
+                r,
+                "tch batch 1 ({threads} threads) vs reference on {img:?}"
+            );
         }
         // All images (same size) in one batch.
         let refs: Vec<&Image> = imgs.iter().collect();
         let expected: Vec<Vec<i32>> = reference.iter().flatten().cloned().collect();
-        assert_eq!(tch_all(model, &refs, Device::Cpu), expected, "tch batch {} ({threads} threads)", imgs.len());
+        assert_eq!(
+            tch_all(model, &refs, Device::Cpu),
+            expected,
+            "tch batch {} ({threads} threads)",
+            imgs.len()
+        );
     }
 }
 
@@ -67,16 +84,32 @@ fn check_all_engines(model: &PixelCnnInt, imgs: &[Image]) {
 fn engines_agree_on_random_images_batch_1_and_7_threads_1_and_2() {
     let model = random_pixelcnn(tiny_arch(), 11);
     for (w, h) in [(1, 1), (1, 6), (6, 1), (5, 4), (13, 9)] {
-        let imgs: Vec<Image> = (0..7).map(|s| if s % 2 == 0 { noise_image(w, h, ChannelLayout::Rgb, s) } else { synthetic_image(w, h, ChannelLayout::Rgb, 9, s) }).collect();
+        let imgs: Vec<Image> = (0..7)
+            .map(|s| {
+                if s % 2 == 0 {
+                    noise_image(w, h, ChannelLayout::Rgb, s)
+                } else {
+                    synthetic_image(w, h, ChannelLayout::Rgb, 9, s)
+                }
+            })
+            .collect();
         check_all_engines(&model, &imgs);
     }
 }
 
 #[test]
 fn engines_agree_for_a_wider_radius_and_one_component() {
-    let arch = Arch { radius: 4, channels: 3, hidden: 9, hidden_layers: 0, components: 1 };
+    let arch = Arch {
+        radius: 4,
+        channels: 3,
+        hidden: 9,
+        hidden_layers: 0,
+        components: 1,
+    };
     let model = random_pixelcnn(arch, 5);
-    let imgs: Vec<Image> = (0..7).map(|s| noise_image(11, 7, ChannelLayout::Rgb, 100 + s)).collect();
+    let imgs: Vec<Image> = (0..7)
+        .map(|s| noise_image(11, 7, ChannelLayout::Rgb, 100 + s))
+        .collect();
     check_all_engines(&model, &imgs);
 }
 
@@ -91,9 +124,16 @@ fn default_model_engines_agree_on_real_cifar_images() {
         eprintln!("skipping: {} not found", path.display());
         return;
     }
-    let Ok(llif::Model::PixelCnn(model)) = llif::Model::from_bytes(llif::codec::DEFAULT_PIXELCNN) else { panic!("default model") };
+    let Ok(llif::Model::PixelCnn(model)) = llif::Model::from_bytes(llif::codec::DEFAULT_PIXELCNN)
+    else {
+        panic!("default model")
+    };
     // Evaluating is fine on the test set (training on it is not).
-    let imgs: Vec<Image> = llif::corpus::read_cifar(&path, Some(3)).unwrap().into_iter().map(|c| c.image).collect();
+    let imgs: Vec<Image> = llif::corpus::read_cifar(&path, Some(3))
+        .unwrap()
+        .into_iter()
+        .map(|c| c.image)
+        .collect();
     check_all_engines(&model, &imgs);
 }
 
@@ -108,7 +148,9 @@ fn cuda_matches_cpu_when_available() {
         return;
     }
     let model = random_pixelcnn(tiny_arch(), 17);
-    let imgs: Vec<Image> = (0..7).map(|s| noise_image(9, 8, ChannelLayout::Rgb, 300 + s)).collect();
+    let imgs: Vec<Image> = (0..7)
+        .map(|s| noise_image(9, 8, ChannelLayout::Rgb, 300 + s))
+        .collect();
     let refs: Vec<&Image> = imgs.iter().collect();
     let cpu = tch_all(&model, &refs, Device::Cpu);
     let gpu = tch_all(&model, &refs, Device::Cuda(0));
@@ -119,10 +161,18 @@ fn cuda_matches_cpu_when_available() {
     // engine-encoded file, which is byte-identical.
     for layout in [ChannelLayout::Rgb, ChannelLayout::Gray, ChannelLayout::Rgba] {
         let img = noise_image(13, 11, layout, 9);
-        let (gpu_payload, _) = llif::pixelcnn::encode_payload_tch(&model, &img, Device::Cuda(0)).unwrap();
+        let (gpu_payload, _) =
+            llif::pixelcnn::encode_payload_tch(&model, &img, Device::Cuda(0)).unwrap();
         let (cpu_payload, _) = llif::pixelcnn::encode_payload(&model, &img).unwrap();
-        assert_eq!(gpu_payload, cpu_payload, "CUDA-encoded payload differs from the CPU's ({layout})");
+        assert_eq!(
+            gpu_payload, cpu_payload,
+            "CUDA-encoded payload differs from the CPU's ({layout})"
+        );
         let decoded = llif::pixelcnn::decode_payload(&model, 13, 11, layout, &gpu_payload).unwrap();
-        assert_eq!(decoded, img.data(), "CUDA-encoded payload does not decode on the CPU ({layout})");
+        assert_eq!(
+            decoded,
+            img.data(),
+            "CUDA-encoded payload does not decode on the CPU ({layout})"
+        );
     }
 }

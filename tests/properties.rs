@@ -1,13 +1,20 @@
 //! Properties over arbitrary inputs (proptest): the coding layer's distributions are always
 //! valid, headers round-trip, and the integer engines agree.
 
-use llif::coding::{validate_cdf, Categorical, LogisticMixture, QuantizedCdf, RangeDecoder, RangeEncoder};
+use llif::coding::{
+    validate_cdf, Categorical, LogisticMixture, QuantizedCdf, RangeDecoder, RangeEncoder,
+};
 use llif::format::{assemble, CodecFamily, Header, Limits, ModelId, FORMAT_VERSION};
 use llif::ChannelLayout;
 use proptest::prelude::*;
 
 fn layout() -> impl Strategy<Value = ChannelLayout> {
-    prop_oneof![Just(ChannelLayout::Gray), Just(ChannelLayout::GrayAlpha), Just(ChannelLayout::Rgb), Just(ChannelLayout::Rgba)]
+    prop_oneof![
+        Just(ChannelLayout::Gray),
+        Just(ChannelLayout::GrayAlpha),
+        Just(ChannelLayout::Rgb),
+        Just(ChannelLayout::Rgba)
+    ]
 }
 
 proptest! {

@@ -5,8 +5,22 @@ use llif::testing::{noise_image, random_pixelcnn, synthetic_image, tiny_arch};
 use llif::{decode_image, encode_image, ChannelLayout, Image, Limits, Model, ModelSet};
 use std::sync::Arc;
 
-const LAYOUTS: [ChannelLayout; 4] = [ChannelLayout::Gray, ChannelLayout::GrayAlpha, ChannelLayout::Rgb, ChannelLayout::Rgba];
-const SIZES: [(u32, u32); 8] = [(1, 1), (1, 2), (2, 1), (1, 9), (9, 1), (3, 3), (7, 5), (17, 12)];
+const LAYOUTS: [ChannelLayout; 4] = [
+    ChannelLayout::Gray,
+    ChannelLayout::GrayAlpha,
+    ChannelLayout::Rgb,
+    ChannelLayout::Rgba,
+];
+const SIZES: [(u32, u32); 8] = [
+    (1, 1),
+    (1, 2),
+    (2, 1),
+    (1, 9),
+    (9, 1),
+    (3, 3),
+    (7, 5),
+    (17, 12),
+];
 
 fn images() -> Vec<Image> {
     let mut v = Vec::new();
@@ -22,7 +36,11 @@ fn images() -> Vec<Image> {
 }
 
 fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
 }
 
 #[test]
@@ -30,7 +48,10 @@ fn stored_round_trips() {
     let models = ModelSet::empty();
     for img in images() {
         let bytes = encode_image(&img, &Model::Stored).unwrap();
-        assert_eq!(decode_image(&bytes, &models, &Limits::default()).unwrap(), img);
+        assert_eq!(
+            decode_image(&bytes, &models, &Limits::default()).unwrap(),
+            img
+        );
     }
 }
 
@@ -42,7 +63,10 @@ fn pixelcnn_round_trips_every_layout_and_size_across_thread_counts() {
     for img in images() {
         let bytes = in_pool(1, || encode_image(&img, &model)).unwrap();
         let again = in_pool(2, || encode_image(&img, &model)).unwrap();
-        assert_eq!(bytes, again, "encoding depends on the thread count for {img:?}");
+        assert_eq!(
+            bytes, again,
+            "encoding depends on the thread count for {img:?}"
+        );
         let decoded = in_pool(2, || decode_image(&bytes, &models, &Limits::default())).unwrap();
         assert_eq!(decoded, img);
     }
@@ -64,13 +88,19 @@ fn every_builtin_model_is_valid_and_round_trips() {
     let img = synthetic_image(6, 5, ChannelLayout::Rgba, 9, 77);
     for (name, model) in models.iter() {
         let bytes = encode_image(&img, model).unwrap();
-        assert_eq!(decode_image(&bytes, &models, &Limits::default()).unwrap(), img, "{name}");
+        assert_eq!(
+            decode_image(&bytes, &models, &Limits::default()).unwrap(),
+            img,
+            "{name}"
+        );
     }
 }
 
 #[test]
 fn tch_encoder_writes_the_same_bytes_as_the_engine() {
-    let Model::PixelCnn(m) = Model::PixelCnn(Arc::new(random_pixelcnn(tiny_arch(), 8))) else { unreachable!() };
+    let Model::PixelCnn(m) = Model::PixelCnn(Arc::new(random_pixelcnn(tiny_arch(), 8))) else {
+        unreachable!()
+    };
     for img in images().into_iter().step_by(3) {
         let (engine, _) = llif::pixelcnn::encode_payload(&m, &img).unwrap();
         let (torch, _) = llif::pixelcnn::encode_payload_tch(&m, &img, tch::Device::Cpu).unwrap();

@@ -24,12 +24,16 @@ use crate::image::{ChannelLayout, Image};
 /// The classical codecs, in the order they appear in tables, plus notes about codecs that
 /// could not be used on this machine (JPEG XL needs the `cjxl`/`djxl` tools).
 pub fn classical_codecs() -> (Vec<Box<dyn BenchCodec>>, Vec<String>) {
-    let mut codecs: Vec<Box<dyn BenchCodec>> = vec![Box::new(Png), Box::new(Oxipng), Box::new(WebpLossless)];
+    let mut codecs: Vec<Box<dyn BenchCodec>> =
+        vec![Box::new(Png), Box::new(Oxipng), Box::new(WebpLossless)];
     let mut notes = Vec::new();
     if JpegXl::available() {
         codecs.push(Box::new(JpegXl::new()));
     } else {
-        notes.push("JPEG XL skipped: the cjxl and djxl tools (libjxl-tools) were not found or did not run".to_string());
+        notes.push(
+            "JPEG XL skipped: the cjxl and djxl tools (libjxl-tools) were not found or did not run"
+                .to_string(),
+        );
     }
     (codecs, notes)
 }
@@ -154,7 +158,11 @@ impl BenchCodec for WebpLossless {
             )));
         }
         // WebP has no gray mode: widen to RGB(A), which is exact.
-        let wide_layout = if img.layout().has_alpha() { ChannelLayout::Rgba } else { ChannelLayout::Rgb };
+        let wide_layout = if img.layout().has_alpha() {
+            ChannelLayout::Rgba
+        } else {
+            ChannelLayout::Rgb
+        };
         let wide = super::restore_layout(img.clone(), wide_layout)?;
         let (w, h) = (img.width() as i32, img.height() as i32);
         let fail = |what: &str| Error::ImageFile(format!("libwebp: {what}"));
@@ -183,7 +191,11 @@ impl BenchCodec for WebpLossless {
             }
 
             let mut picture = MaybeUninit::<webp::WebPPicture>::uninit();
-            if webp::WebPPictureInitInternal(picture.as_mut_ptr(), webp::WEBP_ENCODER_ABI_VERSION as i32) == 0 {
+            if webp::WebPPictureInitInternal(
+                picture.as_mut_ptr(),
+                webp::WEBP_ENCODER_ABI_VERSION as i32,
+            ) == 0
+            {
                 return Err(fail("picture init (library version mismatch)"));
             }
             let mut picture = PictureGuard(picture.assume_init());
@@ -191,7 +203,9 @@ impl BenchCodec for WebpLossless {
             picture.0.width = w;
             picture.0.height = h;
             let imported = match wide_layout {
-                ChannelLayout::Rgba => webp::WebPPictureImportRGBA(&mut picture.0, wide.data().as_ptr(), w * 4),
+                ChannelLayout::Rgba => {
+                    webp::WebPPictureImportRGBA(&mut picture.0, wide.data().as_ptr(), w * 4)
+                }
                 _ => webp::WebPPictureImportRGB(&mut picture.0, wide.data().as_ptr(), w * 3),
             };
             if imported == 0 {
@@ -204,7 +218,10 @@ impl BenchCodec for WebpLossless {
             picture.0.writer = Some(webp::WebPMemoryWrite);
             picture.0.custom_ptr = (&mut writer.0 as *mut webp::WebPMemoryWriter).cast::<c_void>();
             if webp::WebPEncode(&config, &mut picture.0) == 0 {
-                return Err(fail(&format!("encoding failed ({:?})", picture.0.error_code)));
+                return Err(fail(&format!(
+                    "encoding failed ({:?})",
+                    picture.0.error_code
+                )));
             }
             if writer.0.mem.is_null() {
                 return Err(fail("encoder produced no output"));
@@ -224,10 +241,16 @@ impl BenchCodec for WebpLossless {
                 return Err(fail(&format!("{status:?}")));
             }
             let features = features.assume_init();
-            let layout = if features.has_alpha != 0 { ChannelLayout::Rgba } else { ChannelLayout::Rgb };
+            let layout = if features.has_alpha != 0 {
+                ChannelLayout::Rgba
+            } else {
+                ChannelLayout::Rgb
+            };
             let (mut w, mut h) = (0i32, 0i32);
             let buffer = WebpBuffer(match layout {
-                ChannelLayout::Rgba => webp::WebPDecodeRGBA(bytes.as_ptr(), bytes.len(), &mut w, &mut h),
+                ChannelLayout::Rgba => {
+                    webp::WebPDecodeRGBA(bytes.as_ptr(), bytes.len(), &mut w, &mut h)
+                }
                 _ => webp::WebPDecodeRGB(bytes.as_ptr(), bytes.len(), &mut w, &mut h),
             });
             if buffer.0.is_null() || w <= 0 || h <= 0 {
@@ -263,7 +286,11 @@ impl JpegXl {
     /// True when both `cjxl` and `djxl` can be run.
     pub fn available() -> bool {
         ["cjxl", "djxl"].iter().all(|tool| {
-            Command::new(tool).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+            Command::new(tool)
+                .arg("--version")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
         })
     }
 
@@ -277,7 +304,11 @@ impl JpegXl {
             .map_err(|e| Error::io(tool, e))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(Error::ImageFile(format!("{tool} failed ({}): {}", output.status, stderr.trim())));
+            return Err(Error::ImageFile(format!(
+                "{tool} failed ({}): {}",
+                output.status,
+                stderr.trim()
+            )));
         }
         Ok(())
     }
@@ -293,7 +324,13 @@ impl BenchCodec for JpegXl {
         let (input, output) = (dir.path().join("in.png"), dir.path().join("out.jxl"));
         std::fs::write(&input, encode_png(img)?).map_err(|e| Error::io(&input, e))?;
         // One thread per call: the benchmark already runs images in parallel.
-        let cjxl = |effort: &str| JpegXl::run("cjxl", &[&input, &output], &["-d", "0", "-e", effort, "--num_threads=1", "--quiet"]);
+        let cjxl = |effort: &str| {
+            JpegXl::run(
+                "cjxl",
+                &[&input, &output],
+                &["-d", "0", "-e", effort, "--num_threads=1", "--quiet"],
+            )
+        };
         if let Err(first) = cjxl("9") {
             cjxl("7").map_err(|_| first)?;
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -312,7 +349,9 @@ impl BenchCodec for JpegXl {
     fn notes(&self) -> Vec<String> {
         match self.fallbacks.load(Ordering::Relaxed) {
             0 => Vec::new(),
-            n => vec![format!("jpegxl: cjxl -e 9 failed on {n} image(s), which were encoded at effort 7 instead")],
+            n => vec![format!(
+                "jpegxl: cjxl -e 9 failed on {n} image(s), which were encoded at effort 7 instead"
+            )],
         }
     }
 }
@@ -331,7 +370,9 @@ mod tests {
         for layout in LAYOUTS {
             for (w, h) in SIZES {
                 for img in [noisy(w, h, layout, w * 31 + h), smooth(w, h, layout)] {
-                    let bytes = codec.encode(&img).unwrap_or_else(|e| panic!("{} encode {img:?}: {e}", codec.name()));
+                    let bytes = codec
+                        .encode(&img)
+                        .unwrap_or_else(|e| panic!("{} encode {img:?}: {e}", codec.name()));
                     let back = codec
                         .decode_as(&bytes, layout)
                         .unwrap_or_else(|e| panic!("{} decode {img:?}: {e}", codec.name()));
@@ -346,7 +387,11 @@ mod tests {
         round_trips(&Png);
         // PNG records the layout itself.
         let img = smooth(5, 3, GrayAlpha);
-        assert_eq!(Png.decode(&Png.encode(&img).expect("encode")).expect("decode"), img);
+        assert_eq!(
+            Png.decode(&Png.encode(&img).expect("encode"))
+                .expect("decode"),
+            img
+        );
     }
 
     #[test]
@@ -363,7 +408,12 @@ mod tests {
         let mut data = noisy(8, 8, Rgba, 1).into_data();
         data.iter_mut().skip(3).step_by(4).for_each(|a| *a = 0);
         let img = Image::new(8, 8, Rgba, data).expect("image");
-        assert_eq!(WebpLossless.decode_as(&WebpLossless.encode(&img).expect("encode"), Rgba).expect("decode"), img);
+        assert_eq!(
+            WebpLossless
+                .decode_as(&WebpLossless.encode(&img).expect("encode"), Rgba)
+                .expect("decode"),
+            img
+        );
         assert!(WebpLossless.decode(b"RIFF\0\0\0\0WEBPgarbage").is_err());
         assert!(WebpLossless.decode(&[]).is_err());
     }
@@ -383,9 +433,18 @@ mod tests {
     #[test]
     fn bench_report_of_three_images() {
         let images: Vec<BenchImage> = vec![
-            BenchImage { name: "gray".into(), image: smooth(16, 9, Gray) },
-            BenchImage { name: "rgb".into(), image: noisy(7, 5, Rgb, 2) },
-            BenchImage { name: "rgba".into(), image: smooth(8, 8, Rgba) },
+            BenchImage {
+                name: "gray".into(),
+                image: smooth(16, 9, Gray),
+            },
+            BenchImage {
+                name: "rgb".into(),
+                image: noisy(7, 5, Rgb, 2),
+            },
+            BenchImage {
+                name: "rgba".into(),
+                image: smooth(8, 8, Rgba),
+            },
         ];
         let (mut codecs, notes) = classical_codecs();
         if !notes.is_empty() {

@@ -23,7 +23,12 @@ impl LlifCodec {
         let label = format!("llif-{}", model.family());
         let mut models = ModelSet::empty();
         models.add(&model.name(), model.clone());
-        LlifCodec { label, model, models, ideal: Mutex::new(HashMap::new()) }
+        LlifCodec {
+            label,
+            model,
+            models,
+            ideal: Mutex::new(HashMap::new()),
+        }
     }
 }
 

@@ -85,7 +85,9 @@ pub fn restore_layout(img: Image, layout: ChannelLayout) -> Result<Image> {
             )));
         }
         if layout.color_channels() == 1 && !(r == g && g == b) {
-            return Err(Error::InvalidImage(format!("cannot convert {from} to {layout}: the image has colour")));
+            return Err(Error::InvalidImage(format!(
+                "cannot convert {from} to {layout}: the image has colour"
+            )));
         }
         match layout {
             ChannelLayout::Gray => out.push(r),
@@ -116,7 +118,10 @@ pub struct BenchOptions {
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { parallel: true, progress: false }
+        BenchOptions {
+            parallel: true,
+            progress: false,
+        }
     }
 }
 
@@ -181,18 +186,36 @@ pub struct BenchReport {
 }
 
 /// Runs every codec on every image in parallel over images; see [`run_bench_with`].
-pub fn run_bench(images: &[BenchImage], codecs: &[Box<dyn BenchCodec>], progress: bool) -> Result<BenchReport> {
-    run_bench_with(images, codecs, BenchOptions { parallel: true, progress })
+pub fn run_bench(
+    images: &[BenchImage],
+    codecs: &[Box<dyn BenchCodec>],
+    progress: bool,
+) -> Result<BenchReport> {
+    run_bench_with(
+        images,
+        codecs,
+        BenchOptions {
+            parallel: true,
+            progress,
+        },
+    )
 }
 
 /// Encodes, decodes and verifies every image with every codec, timing both directions.
 ///
 /// Fails on the first codec error or on any decoded image that differs from its input; the
 /// error names the codec and the image.
-pub fn run_bench_with(images: &[BenchImage], codecs: &[Box<dyn BenchCodec>], options: BenchOptions) -> Result<BenchReport> {
+pub fn run_bench_with(
+    images: &[BenchImage],
+    codecs: &[Box<dyn BenchCodec>],
+    options: BenchOptions,
+) -> Result<BenchReport> {
     let done = AtomicUsize::new(0);
     let run_one = |item: &BenchImage| -> Result<Vec<BenchRow>> {
-        let rows = codecs.iter().map(|codec| bench_one(item, codec.as_ref())).collect::<Result<Vec<_>>>()?;
+        let rows = codecs
+            .iter()
+            .map(|codec| bench_one(item, codec.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
         if options.progress {
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             eprint!("\rbench: {n}/{} images", images.len());
@@ -213,7 +236,11 @@ pub fn run_bench_with(images: &[BenchImage], codecs: &[Box<dyn BenchCodec>], opt
         rows,
         summaries,
         parallel: options.parallel,
-        threads: if options.parallel { rayon::current_num_threads() } else { 1 },
+        threads: if options.parallel {
+            rayon::current_num_threads()
+        } else {
+            1
+        },
         notes: codecs.iter().flat_map(|c| c.notes()).collect(),
     })
 }
@@ -229,7 +256,10 @@ fn in_context(e: Error, codec: &str, image: &str) -> Error {
         Error::CorruptPayload(m) => Error::CorruptPayload(ctx(m)),
         Error::InvalidHeader(m) => Error::InvalidHeader(ctx(m)),
         Error::Usage(m) => Error::Usage(ctx(m)),
-        Error::Io { path, source } => Error::Io { path, source: std::io::Error::new(source.kind(), ctx(source.to_string())) },
+        Error::Io { path, source } => Error::Io {
+            path,
+            source: std::io::Error::new(source.kind(), ctx(source.to_string())),
+        },
         other => other,
     }
 }
@@ -239,10 +269,14 @@ fn bench_one(item: &BenchImage, codec: &dyn BenchCodec) -> Result<BenchRow> {
     let name = codec.name();
     let img = &item.image;
     let t0 = Instant::now();
-    let bytes = codec.encode(img).map_err(|e| in_context(e, &name, &item.name))?;
+    let bytes = codec
+        .encode(img)
+        .map_err(|e| in_context(e, &name, &item.name))?;
     let encode_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
-    let decoded = codec.decode_as(&bytes, img.layout()).map_err(|e| in_context(e, &name, &item.name))?;
+    let decoded = codec
+        .decode_as(&bytes, img.layout())
+        .map_err(|e| in_context(e, &name, &item.name))?;
     let decode_ms = t1.elapsed().as_secs_f64() * 1e3;
     if decoded != *img {
         return Err(Error::CorruptPayload(format!(
@@ -272,15 +306,30 @@ fn bench_one(item: &BenchImage, codec: &dyn BenchCodec) -> Result<BenchRow> {
 
 /// Says how two images differ, for the error message.
 fn describe_mismatch(expected: &Image, got: &Image) -> String {
-    if (expected.width(), expected.height(), expected.layout()) != (got.width(), got.height(), got.layout()) {
+    if (expected.width(), expected.height(), expected.layout())
+        != (got.width(), got.height(), got.layout())
+    {
         return format!("decoded {got:?}, expected {expected:?}");
     }
-    let diffs = expected.data().iter().zip(got.data()).filter(|(a, b)| a != b).count();
-    match expected.data().iter().zip(got.data()).position(|(a, b)| a != b) {
+    let diffs = expected
+        .data()
+        .iter()
+        .zip(got.data())
+        .filter(|(a, b)| a != b)
+        .count();
+    match expected
+        .data()
+        .iter()
+        .zip(got.data())
+        .position(|(a, b)| a != b)
+    {
         Some(i) => {
             let ch = expected.channels();
             let (px, c) = (i / ch, i % ch);
-            let (x, y) = (px % expected.width() as usize, px / expected.width() as usize);
+            let (x, y) = (
+                px % expected.width() as usize,
+                px / expected.width() as usize,
+            );
             format!(
                 "{diffs} samples differ, first at pixel ({x}, {y}) channel {c}: expected {}, got {}",
                 expected.data()[i],
@@ -297,9 +346,25 @@ fn summarize(codec: &str, rows: &[BenchRow]) -> CodecSummary {
     let n = mine.len();
     let total_bytes: u64 = mine.iter().map(|r| r.bytes as u64).sum();
     let total_samples: u64 = mine.iter().map(|r| r.samples as u64).sum();
-    let mean = |f: fn(&BenchRow) -> f64| if n == 0 { 0.0 } else { mine.iter().map(|r| f(r)).sum::<f64>() / n as f64 };
-    let ratio = |num: f64| if total_samples == 0 { 0.0 } else { num / total_samples as f64 };
-    let model_total: Option<f64> = if n == 0 { None } else { mine.iter().map(|r| r.model_bits).sum() };
+    let mean = |f: fn(&BenchRow) -> f64| {
+        if n == 0 {
+            0.0
+        } else {
+            mine.iter().map(|r| f(r)).sum::<f64>() / n as f64
+        }
+    };
+    let ratio = |num: f64| {
+        if total_samples == 0 {
+            0.0
+        } else {
+            num / total_samples as f64
+        }
+    };
+    let model_total: Option<f64> = if n == 0 {
+        None
+    } else {
+        mine.iter().map(|r| r.model_bits).sum()
+    };
     CodecSummary {
         codec: codec.to_string(),
         images: n,
@@ -321,11 +386,20 @@ impl BenchReport {
         s.push_str("| codec | bpsp | mean per-image bpsp | model bpsp | enc ms/img | dec ms/img | images verified |\n");
         s.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
         for c in &self.summaries {
-            let model = c.model_bpsp.map_or_else(|| "-".to_string(), |m| format!("{m:.3}"));
+            let model = c
+                .model_bpsp
+                .map_or_else(|| "-".to_string(), |m| format!("{m:.3}"));
             let _ = writeln!(
                 s,
                 "| {} | {:.3} | {:.3} | {} | {:.2} | {:.2} | {}/{} |",
-                c.codec, c.bpsp, c.mean_image_bpsp, model, c.mean_encode_ms, c.mean_decode_ms, c.verified, c.images
+                c.codec,
+                c.bpsp,
+                c.mean_image_bpsp,
+                model,
+                c.mean_encode_ms,
+                c.mean_decode_ms,
+                c.verified,
+                c.images
             );
         }
         s.push('\n');
@@ -347,7 +421,8 @@ impl BenchReport {
 
     /// The whole report (rows, summaries, notes) as pretty-printed JSON.
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(self).map_err(|e| Error::Usage(format!("cannot serialise the report: {e}")))
+        serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Usage(format!("cannot serialise the report: {e}")))
     }
 
     /// The per-image rows as CSV with a header line.
@@ -413,7 +488,15 @@ pub(crate) mod tests {
             for x in 0..w {
                 for c in 0..ch {
                     let alpha = layout.has_alpha() && c == ch - 1;
-                    let v = if alpha { if (x + y) % 3 == 0 { 0 } else { 255 - x * 3 } } else { x * 4 + y * 2 + c as u32 * 30 };
+                    let v = if alpha {
+                        if (x + y) % 3 == 0 {
+                            0
+                        } else {
+                            255 - x * 3
+                        }
+                    } else {
+                        x * 4 + y * 2 + c as u32 * 30
+                    };
                     data.push(v as u8);
                 }
             }
@@ -462,11 +545,23 @@ pub(crate) mod tests {
         let gray = smooth(4, 3, Gray);
         let as_rgba = restore_layout(gray.clone(), Rgba).expect("widen");
         assert_eq!(restore_layout(as_rgba.clone(), Gray).expect("narrow"), gray);
-        assert_eq!(restore_layout(as_rgba, GrayAlpha).expect("narrow").layout(), GrayAlpha);
-        assert!(restore_layout(smooth(4, 3, Rgb), Gray).is_err(), "colour must not become gray");
-        assert!(restore_layout(smooth(4, 3, Rgba), Rgb).is_err(), "transparency must not be dropped");
+        assert_eq!(
+            restore_layout(as_rgba, GrayAlpha).expect("narrow").layout(),
+            GrayAlpha
+        );
+        assert!(
+            restore_layout(smooth(4, 3, Rgb), Gray).is_err(),
+            "colour must not become gray"
+        );
+        assert!(
+            restore_layout(smooth(4, 3, Rgba), Rgb).is_err(),
+            "transparency must not be dropped"
+        );
         let rgb = smooth(4, 3, Rgb);
-        assert_eq!(restore_layout(restore_layout(rgb.clone(), Rgba).expect("widen"), Rgb).expect("narrow"), rgb);
+        assert_eq!(
+            restore_layout(restore_layout(rgb.clone(), Rgba).expect("widen"), Rgb).expect("narrow"),
+            rgb
+        );
     }
 
     #[test]
@@ -474,7 +569,10 @@ pub(crate) mod tests {
         let images: Vec<BenchImage> = [(3, 2, Rgb), (5, 1, Gray), (2, 2, GrayAlpha)]
             .into_iter()
             .enumerate()
-            .map(|(i, (w, h, l))| BenchImage { name: format!("img,{i}"), image: noisy(w, h, l, i as u32) })
+            .map(|(i, (w, h, l))| BenchImage {
+                name: format!("img,{i}"),
+                image: noisy(w, h, l, i as u32),
+            })
             .collect();
         let codecs: Vec<Box<dyn BenchCodec>> = vec![Box::new(Raw)];
         let report = run_bench(&images, &codecs, false).expect("bench");
@@ -488,7 +586,10 @@ pub(crate) mod tests {
         let s = &report.summaries[0];
         let bytes: usize = report.rows.iter().map(|r| r.bytes).sum();
         let samples: usize = images.iter().map(|i| i.image.samples()).sum();
-        assert_eq!((s.total_bytes, s.total_samples), (bytes as u64, samples as u64));
+        assert_eq!(
+            (s.total_bytes, s.total_samples),
+            (bytes as u64, samples as u64)
+        );
         assert!((s.bpsp - 8.0 * bytes as f64 / samples as f64).abs() < 1e-12);
         let mean: f64 = report.rows.iter().map(|r| r.bpsp).sum::<f64>() / 3.0;
         assert!((s.mean_image_bpsp - mean).abs() < 1e-12);
@@ -500,18 +601,32 @@ pub(crate) mod tests {
         let csv = report.to_csv();
         assert_eq!(csv.lines().count(), 4);
         assert!(csv.contains("\"img,0\""), "{csv}");
-        let json: serde_json::Value = serde_json::from_str(&report.to_json().expect("json")).expect("valid json");
+        let json: serde_json::Value =
+            serde_json::from_str(&report.to_json().expect("json")).expect("valid json");
         assert_eq!(json["summaries"][0]["total_bytes"], bytes as u64);
 
-        let sequential = run_bench_with(&images, &codecs, BenchOptions { parallel: false, progress: false }).expect("bench");
+        let sequential = run_bench_with(
+            &images,
+            &codecs,
+            BenchOptions {
+                parallel: false,
+                progress: false,
+            },
+        )
+        .expect("bench");
         assert_eq!(sequential.summaries[0].total_bytes, s.total_bytes);
     }
 
     #[test]
     fn a_lossy_codec_is_a_hard_error() {
-        let images = vec![BenchImage { name: "row".into(), image: noisy(6, 1, Gray, 1) }];
+        let images = vec![BenchImage {
+            name: "row".into(),
+            image: noisy(6, 1, Gray, 1),
+        }];
         let codecs: Vec<Box<dyn BenchCodec>> = vec![Box::new(Lossy)];
-        let err = run_bench(&images, &codecs, false).expect_err("must fail").to_string();
+        let err = run_bench(&images, &codecs, false)
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("lossy") && err.contains("row"), "{err}");
     }
 }

@@ -6,7 +6,10 @@ use clap::Args;
 
 use super::codec_cmds::resolve_model;
 use super::io::write_file_atomic;
-use llif::bench::{baselines::classical_codecs, learned::LlifCodec, run_bench_with, BenchCodec, BenchImage, BenchOptions};
+use llif::bench::{
+    baselines::classical_codecs, learned::LlifCodec, run_bench_with, BenchCodec, BenchImage,
+    BenchOptions,
+};
 use llif::{Error, ModelSet, Result};
 
 #[derive(Args)]
@@ -24,7 +27,11 @@ pub struct BenchArgs {
     #[arg(long)]
     image: Vec<PathBuf>,
     /// Codecs, comma-separated, from: png, oxipng, webp, jpegxl, llif (the learned codec).
-    #[arg(long, default_value = "png,oxipng,webp,jpegxl,llif", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "png,oxipng,webp,jpegxl,llif",
+        value_delimiter = ','
+    )]
     codecs: Vec<String>,
     /// Model for the llif codec (as for `llif compress --model`).
     #[arg(long, short = 'm', default_value = "default")]
@@ -46,9 +53,15 @@ pub struct BenchArgs {
 pub fn bench(a: BenchArgs) -> Result<()> {
     let mut images = Vec::new();
     for f in &a.cifar {
-        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for c in llif::corpus::read_cifar(f, a.limit)? {
-            images.push(BenchImage { name: format!("{stem}#{}", c.index), image: c.image });
+            images.push(BenchImage {
+                name: format!("{stem}#{}", c.index),
+                image: c.image,
+            });
         }
     }
     for d in &a.folder {
@@ -58,17 +71,25 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     }
     for f in &a.image {
         let name = f.display().to_string();
-        images.push(BenchImage { name, image: llif::corpus::read_image_file(f)? });
+        images.push(BenchImage {
+            name,
+            image: llif::corpus::read_image_file(f)?,
+        });
     }
     if images.is_empty() {
-        return Err(Error::Usage("no images: give --cifar FILE, --folder DIR or --image FILE".into()));
+        return Err(Error::Usage(
+            "no images: give --cifar FILE, --folder DIR or --image FILE".into(),
+        ));
     }
     let (mut classical, mut notes) = classical_codecs();
     let mut codecs: Vec<Box<dyn BenchCodec>> = Vec::new();
     for want in &a.codecs {
         let want = want.trim().to_lowercase();
         if want == "llif" {
-            codecs.push(Box::new(LlifCodec::new(resolve_model(&a.model, &ModelSet::builtin())?)));
+            codecs.push(Box::new(LlifCodec::new(resolve_model(
+                &a.model,
+                &ModelSet::builtin(),
+            )?)));
             continue;
         }
         let alias = match want.as_str() {
@@ -78,10 +99,21 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         match classical.iter().position(|c| c.name() == alias) {
             Some(i) => codecs.push(classical.remove(i)),
             None if alias == "jpegxl" => {} // not installed: classical_codecs() left a note
-            None => return Err(Error::Usage(format!("unknown codec {want:?} (png, oxipng, webp, jpegxl, llif)"))),
+            None => {
+                return Err(Error::Usage(format!(
+                    "unknown codec {want:?} (png, oxipng, webp, jpegxl, llif)"
+                )))
+            }
         }
     }
-    let mut report = run_bench_with(&images, &codecs, BenchOptions { parallel: !a.sequential, progress: !a.quiet })?;
+    let mut report = run_bench_with(
+        &images,
+        &codecs,
+        BenchOptions {
+            parallel: !a.sequential,
+            progress: !a.quiet,
+        },
+    )?;
     if !a.quiet {
         eprintln!();
     }
@@ -95,4 +127,3 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     }
     Ok(())
 }
-

@@ -6,7 +6,9 @@ use std::time::Instant;
 use clap::Args;
 
 use super::io::{check_overwrite, read_input, with_extension, Output};
-use llif::{decode_image, encode_image_with_stats, read_header, Error, Limits, Model, ModelSet, Result};
+use llif::{
+    decode_image, encode_image_with_stats, read_header, Error, Limits, Model, ModelSet, Result,
+};
 
 #[derive(Args)]
 pub struct ModelArgs {
@@ -28,7 +30,10 @@ pub struct LimitArgs {
 
 impl LimitArgs {
     fn limits(&self) -> Limits {
-        Limits { max_side: self.max_side, max_pixels: self.max_pixels }
+        Limits {
+            max_side: self.max_side,
+            max_pixels: self.max_pixels,
+        }
     }
 }
 
@@ -41,8 +46,19 @@ pub fn resolve_model(key: &str, set: &ModelSet) -> Result<Model> {
     if path.exists() {
         return Model::from_file(path);
     }
-    let known: Vec<String> = set.iter().map(|(n, m)| format!("{n} ({})", m.id().map(|i| i.to_string()).unwrap_or_default())).collect();
-    Err(Error::Usage(format!("no model {key:?}: not a built-in model ({}), `stored`, or a model file", known.join(", "))))
+    let known: Vec<String> = set
+        .iter()
+        .map(|(n, m)| {
+            format!(
+                "{n} ({})",
+                m.id().map(|i| i.to_string()).unwrap_or_default()
+            )
+        })
+        .collect();
+    Err(Error::Usage(format!(
+        "no model {key:?}: not a built-in model ({}), `stored`, or a model file",
+        known.join(", ")
+    )))
 }
 
 #[derive(Args)]
@@ -79,7 +95,10 @@ pub fn compress(a: CompressArgs) -> Result<()> {
     out.write(&enc.bytes, a.force)?;
     if !a.quiet {
         let bpsp = 8.0 * enc.bytes.len() as f64 / image.samples() as f64;
-        let ideal = enc.ideal_bits.map(|b| format!(", model {:.3}", b / image.samples() as f64)).unwrap_or_default();
+        let ideal = enc
+            .ideal_bits
+            .map(|b| format!(", model {:.3}", b / image.samples() as f64))
+            .unwrap_or_default();
         eprintln!(
             "{} -> {}: {}x{} {}, {} bytes, {:.3} bits/sub-pixel{} ({} {}, {:.2} s)",
             a.input.display(),
@@ -144,7 +163,15 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
     };
     out.write(&encoded, a.force)?;
     if !a.quiet {
-        eprintln!("{} -> {}: {}x{} {} ({:.2} s)", a.input.display(), out.describe(), image.width(), image.height(), image.layout(), secs);
+        eprintln!(
+            "{} -> {}: {}x{} {} ({:.2} s)",
+            a.input.display(),
+            out.describe(),
+            image.width(),
+            image.height(),
+            image.layout(),
+            secs
+        );
     }
     Ok(())
 }
@@ -153,7 +180,10 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
 fn encode_for_path(image: &llif::Image, path: &Path) -> Result<Vec<u8>> {
     // write_image_file picks the format by extension; write to memory through a temp dir.
     let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "out.png".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "out.png".into());
     let tmp = dir.path().join(name);
     llif::corpus::write_image_file(image, &tmp)?;
     std::fs::read(&tmp).map_err(|e| Error::io(&tmp, e))
@@ -217,7 +247,10 @@ pub fn info(a: InfoArgs) -> Result<()> {
         }
     }
     if failed > 0 {
-        return Err(Error::Failed(format!("{failed} of {} files failed", a.files.len())));
+        return Err(Error::Failed(format!(
+            "{failed} of {} files failed",
+            a.files.len()
+        )));
     }
     Ok(())
 }

@@ -10,7 +10,9 @@ use llif::{Error, Result};
 pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).map_err(|e| Error::io("<stdin>", e))?;
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("<stdin>", e))?;
         Ok(buf)
     } else {
         std::fs::read(path).map_err(|e| Error::io(path, e))
@@ -39,9 +41,14 @@ impl Output {
             Output::Stdout => {
                 let mut out = std::io::stdout().lock();
                 if out.is_terminal() {
-                    return Err(Error::Usage("refusing to write binary data to a terminal: redirect it or use -o FILE".into()));
+                    return Err(Error::Usage(
+                        "refusing to write binary data to a terminal: redirect it or use -o FILE"
+                            .into(),
+                    ));
                 }
-                out.write_all(bytes).and_then(|_| out.flush()).map_err(|e| Error::io("<stdout>", e))
+                out.write_all(bytes)
+                    .and_then(|_| out.flush())
+                    .map_err(|e| Error::io("<stdout>", e))
             }
             Output::File(path) => write_file_atomic(path, bytes, force),
         }
@@ -52,26 +59,41 @@ impl Output {
 pub fn check_overwrite(out: &Output, force: bool) -> Result<()> {
     if let Output::File(p) = out {
         if !force && p.exists() {
-            return Err(Error::Usage(format!("{} exists (use --force to overwrite)", p.display())));
+            return Err(Error::Usage(format!(
+                "{} exists (use --force to overwrite)",
+                p.display()
+            )));
         }
     }
     Ok(())
 }
 
 pub fn write_file_atomic(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     use std::os::unix::fs::PermissionsExt;
     // Ordinary file permissions (the temp file would otherwise keep its private 0600).
     let mode = std::fs::Permissions::from_mode(0o644);
-    let mut tmp = tempfile::Builder::new().prefix(".llif-tmp-").permissions(mode).tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).and_then(|_| tmp.as_file().sync_all()).map_err(|e| Error::io(tmp.path().to_path_buf(), e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".llif-tmp-")
+        .permissions(mode)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(tmp.path().to_path_buf(), e))?;
     if force {
         tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     } else {
         // Atomic no-clobber: fails if the file appeared since the early check.
         tmp.persist_noclobber(path).map_err(|e| {
             if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::Usage(format!("{} exists (use --force to overwrite)", path.display()))
+                Error::Usage(format!(
+                    "{} exists (use --force to overwrite)",
+                    path.display()
+                ))
             } else {
                 Error::io(path, e.error)
             }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use llif::Result;
 
 #[derive(Parser)]
-#[command(name = "llif", version, about = "Learned lossless image format: lossless compression with integer-exact density models")]
+#[command(
+    name = "llif",
+    version,
+    about = "Learned lossless image format: lossless compression with integer-exact density models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,11 +37,19 @@ enum Command {
 
 pub fn run() -> Result<()> {
     let cli = Cli::try_parse().map_err(|e| {
-        if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) {
+        if matches!(
+            e.kind(),
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+        ) {
             let _ = e.print();
             std::process::exit(0);
         }
-        llif::Error::Usage(e.to_string().trim_end().trim_start_matches("error: ").to_string())
+        llif::Error::Usage(
+            e.to_string()
+                .trim_end()
+                .trim_start_matches("error: ")
+                .to_string(),
+        )
     })?;
     match cli.command {
         Command::Compress(a) => codec_cmds::compress(a),

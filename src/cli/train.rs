@@ -77,10 +77,23 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
     llif::runtime::reexec_with_tcmalloc();
     match cmd {
         TrainCommand::Pixelcnn(a) => {
-            let data_dir = a.data.or_else(llif::corpus::data_dir).ok_or_else(|| Error::Usage("no data folder: pass --data or set LLIF_DATA".into()))?;
-            let name = a.name.unwrap_or_else(|| a.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pixelcnn".into()));
+            let data_dir = a.data.or_else(llif::corpus::data_dir).ok_or_else(|| {
+                Error::Usage("no data folder: pass --data or set LLIF_DATA".into())
+            })?;
+            let name = a.name.unwrap_or_else(|| {
+                a.out
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "pixelcnn".into())
+            });
             let cfg = TrainConfig {
-                arch: Arch { radius: a.radius, channels: 3, hidden: a.hidden, hidden_layers: a.layers, components: a.components },
+                arch: Arch {
+                    radius: a.radius,
+                    channels: 3,
+                    hidden: a.hidden,
+                    hidden_layers: a.layers,
+                    components: a.components,
+                },
                 data_dir: data_dir.clone(),
                 out: a.out,
                 name,

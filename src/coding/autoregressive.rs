@@ -35,9 +35,16 @@ pub struct CodingStats {
 }
 
 /// Encodes `samples` (indexed as the model's sample indices) into a range-coder payload.
-pub fn encode_autoregressive<M: AutoregressiveModel>(model: &mut M, samples: &[u8]) -> Result<(Vec<u8>, CodingStats)> {
+pub fn encode_autoregressive<M: AutoregressiveModel>(
+    model: &mut M,
+    samples: &[u8],
+) -> Result<(Vec<u8>, CodingStats)> {
     if samples.len() != model.len() {
-        return Err(Error::InvalidImage(format!("model expects {} samples, got {}", model.len(), samples.len())));
+        return Err(Error::InvalidImage(format!(
+            "model expects {} samples, got {}",
+            model.len(),
+            samples.len()
+        )));
     }
     let mut enc = RangeEncoder::new();
     let mut group = Vec::new();
@@ -46,9 +53,13 @@ pub fn encode_autoregressive<M: AutoregressiveModel>(model: &mut M, samples: &[u
     while model.next_group(&mut group)? {
         values.clear();
         for (idx, dist) in &group {
-            let v = *samples.get(*idx).ok_or_else(|| Error::Unsupported(format!("model named sample {idx}")))?;
+            let v = *samples
+                .get(*idx)
+                .ok_or_else(|| Error::Unsupported(format!("model named sample {idx}")))?;
             if std::mem::replace(&mut seen[*idx], true) {
-                return Err(Error::Unsupported(format!("model coded sample {idx} twice")));
+                return Err(Error::Unsupported(format!(
+                    "model coded sample {idx} twice"
+                )));
             }
             enc.encode(v as u32, dist)?;
             values.push(v);
@@ -60,12 +71,18 @@ pub fn encode_autoregressive<M: AutoregressiveModel>(model: &mut M, samples: &[u
     }
     let ideal_bits = enc.ideal_bits();
     let payload = enc.finish();
-    let stats = CodingStats { ideal_bits, payload_bytes: payload.len() };
+    let stats = CodingStats {
+        ideal_bits,
+        payload_bytes: payload.len(),
+    };
     Ok((payload, stats))
 }
 
 /// Decodes a payload written by [`encode_autoregressive`] with the same model.
-pub fn decode_autoregressive<M: AutoregressiveModel>(model: &mut M, payload: &[u8]) -> Result<Vec<u8>> {
+pub fn decode_autoregressive<M: AutoregressiveModel>(
+    model: &mut M,
+    payload: &[u8],
+) -> Result<Vec<u8>> {
     let n = model.len();
     let mut out = vec![0u8; n];
     let mut seen = vec![false; n];
@@ -76,10 +93,16 @@ pub fn decode_autoregressive<M: AutoregressiveModel>(model: &mut M, payload: &[u
         values.clear();
         for (idx, dist) in &group {
             let v = dec.decode(dist)?;
-            let v = u8::try_from(v).map_err(|_| Error::CorruptPayload(format!("decoded symbol {v} is not a sample")))?;
+            let v = u8::try_from(v).map_err(|_| {
+                Error::CorruptPayload(format!("decoded symbol {v} is not a sample"))
+            })?;
             match seen.get_mut(*idx) {
                 Some(s) if !*s => *s = true,
-                _ => return Err(Error::Unsupported(format!("model named sample {idx} out of order"))),
+                _ => {
+                    return Err(Error::Unsupported(format!(
+                        "model named sample {idx} out of order"
+                    )))
+                }
             }
             out[*idx] = v;
             values.push(v);

@@ -26,7 +26,11 @@ impl Categorical {
         cdf.push(0);
         for (x, &w) in weights.iter().enumerate() {
             acc += w as u128;
-            let scaled = if total == 0 { mass * (x as u128 + 1) / n as u128 } else { acc * mass / total };
+            let scaled = if total == 0 {
+                mass * (x as u128 + 1) / n as u128
+            } else {
+                acc * mass / total
+            };
             cdf.push((scaled + x as u128 + 1) as u32);
         }
         Ok(Categorical { cdf })
@@ -58,7 +62,13 @@ mod tests {
 
     #[test]
     fn valid_for_all_shapes() {
-        for w in [vec![0u64], vec![5], vec![0, 0, 0], vec![1, 0, 1 << 40], vec![u64::MAX; 300]] {
+        for w in [
+            vec![0u64],
+            vec![5],
+            vec![0, 0, 0],
+            vec![1, 0, 1 << 40],
+            vec![u64::MAX; 300],
+        ] {
             let c = Categorical::from_weights(&w).unwrap();
             validate_cdf(&c).unwrap();
         }

@@ -54,17 +54,31 @@ fn tables() -> &'static Tables {
     TABLES.get_or_init(|| {
         let sigmoid = (0..SIGMOID_LEN)
             .map(|i| {
-                let t = (i as i64 - SIGMOID_HALF_RANGE * SIGMOID_STEPS_PER_UNIT) as f64 / SIGMOID_STEPS_PER_UNIT as f64;
+                let t = (i as i64 - SIGMOID_HALF_RANGE * SIGMOID_STEPS_PER_UNIT) as f64
+                    / SIGMOID_STEPS_PER_UNIT as f64;
                 libm::round(SIGMOID_ONE as f64 / (1.0 + libm::exp(-t))) as i64
             })
             .collect();
         let inv_scale = (LS_MIN_Q..=LS_MAX_Q)
-            .map(|q| libm::round((1u64 << INV_SCALE_FRAC) as f64 * libm::exp(-(q as f64) / LOG_STEPS_PER_UNIT as f64)) as i64)
+            .map(|q| {
+                libm::round(
+                    (1u64 << INV_SCALE_FRAC) as f64
+                        * libm::exp(-(q as f64) / LOG_STEPS_PER_UNIT as f64),
+                ) as i64
+            })
             .collect();
         let exp_neg = (0..EXP_LEN)
-            .map(|i| libm::round((1u64 << 24) as f64 * libm::exp(-(i as f64) / LOG_STEPS_PER_UNIT as f64)) as i64)
+            .map(|i| {
+                libm::round(
+                    (1u64 << 24) as f64 * libm::exp(-(i as f64) / LOG_STEPS_PER_UNIT as f64),
+                ) as i64
+            })
             .collect();
-        Tables { sigmoid, inv_scale, exp_neg }
+        Tables {
+            sigmoid,
+            inv_scale,
+            exp_neg,
+        }
     })
 }
 
@@ -117,16 +131,27 @@ impl LogisticMixture {
     /// adversarial model can produce a bad distribution but never a panic.
     pub fn from_params(logits: &[i32], means: &[i32], log_scales: &[i32]) -> LogisticMixture {
         let t = tables();
-        let k = logits.len().min(means.len()).min(log_scales.len()).clamp(1, MAX_COMPONENTS);
+        let k = logits
+            .len()
+            .min(means.len())
+            .min(log_scales.len())
+            .clamp(1, MAX_COMPONENTS);
         let one = 1i64 << PARAM_FRAC_BITS;
-        let mut m = LogisticMixture { k, weight: [0; MAX_COMPONENTS], mean: [0; MAX_COMPONENTS], inv_scale: [0; MAX_COMPONENTS] };
+        let mut m = LogisticMixture {
+            k,
+            weight: [0; MAX_COMPONENTS],
+            mean: [0; MAX_COMPONENTS],
+            inv_scale: [0; MAX_COMPONENTS],
+        };
         let max_logit = logits.iter().take(k).copied().max().unwrap_or(0) as i64;
         let mut exps = [0i64; MAX_COMPONENTS];
         let mut sum = 0i64;
         for j in 0..k {
             // 1. mean → pixel position in 1/4096 px: 128·4096 + mean · 128 · 4096 / 2^16.
-            let mean = (means.get(j).copied().unwrap_or(0) as i64)
-                .clamp((MEAN_MIN * one as f64) as i64, (MEAN_MAX * one as f64) as i64);
+            let mean = (means.get(j).copied().unwrap_or(0) as i64).clamp(
+                (MEAN_MIN * one as f64) as i64,
+                (MEAN_MAX * one as f64) as i64,
+            );
             m.mean[j] = (128 << POS_FRAC) + mean * 8;
             // 2. log-scale → 1/s from the table, in steps of 1/256.
             let ls = log_scales.get(j).copied().unwrap_or(0) as i64;
@@ -134,7 +159,11 @@ impl LogisticMixture {
             m.inv_scale[j] = t.inv_scale[(q - LS_MIN_Q) as usize];
             // 3. softmax numerators.
             let d = (max_logit - logits.get(j).copied().unwrap_or(0) as i64 + 128) >> 8;
-            exps[j] = if d >= EXP_LEN as i64 { 0 } else { t.exp_neg[d.max(0) as usize] };
+            exps[j] = if d >= EXP_LEN as i64 {
+                0
+            } else {
+                t.exp_neg[d.max(0) as usize]
+            };
             sum += exps[j];
         }
         // sum >= exp_neg[0] = 2^24 > 0 (the largest logit has d = 0).
@@ -196,13 +225,29 @@ mod tests {
     #[test]
     fn tables_are_pinned() {
         // If this fails, the tables differ from the ones every existing file was coded with.
-        assert_eq!(tables_fingerprint(), TABLES_FINGERPRINT, "got {:#010x}", tables_fingerprint());
+        assert_eq!(
+            tables_fingerprint(),
+            TABLES_FINGERPRINT,
+            "got {:#010x}",
+            tables_fingerprint()
+        );
     }
     const TABLES_FINGERPRINT: u32 = 0xf9bb25be;
 
     #[test]
     fn weights_sum_to_one_and_cdf_is_valid_for_extreme_params() {
-        let extremes = [i32::MIN, -q(30.0), -q(5.0), -1, 0, 1, q(0.3), q(5.0), q(30.0), i32::MAX];
+        let extremes = [
+            i32::MIN,
+            -q(30.0),
+            -q(5.0),
+            -1,
+            0,
+            1,
+            q(0.3),
+            q(5.0),
+            q(30.0),
+            i32::MAX,
+        ];
         for &a in &extremes {
             for &b in &extremes {
                 for &c in &extremes {
@@ -229,7 +274,8 @@ mod tests {
 
     #[test]
     fn quantile_inverts_cdf() {
-        let m = LogisticMixture::from_params(&[q(0.5), q(-1.0)], &[q(-0.2), q(0.4)], &[q(1.0), q(2.5)]);
+        let m =
+            LogisticMixture::from_params(&[q(0.5), q(-1.0)], &[q(-0.2), q(0.4)], &[q(1.0), q(2.5)]);
         for x in 0..256u32 {
             assert_eq!(m.quantile(m.cdf(x)), x);
             assert_eq!(m.quantile(m.cdf(x + 1) - 1), x);

@@ -69,14 +69,20 @@ pub trait QuantizedCdf {
 pub fn validate_cdf<D: QuantizedCdf + ?Sized>(d: &D) -> Result<()> {
     let n = d.num_symbols();
     if n == 0 || n > TOTAL {
-        return Err(Error::InvalidModel(format!("distribution over {n} symbols")));
+        return Err(Error::InvalidModel(format!(
+            "distribution over {n} symbols"
+        )));
     }
     if d.cdf(0) != 0 || d.cdf(n) != TOTAL {
-        return Err(Error::InvalidModel("cumulative table does not run from 0 to 2^24".into()));
+        return Err(Error::InvalidModel(
+            "cumulative table does not run from 0 to 2^24".into(),
+        ));
     }
     for x in 0..n {
         if d.cdf(x + 1) <= d.cdf(x) {
-            return Err(Error::InvalidModel(format!("symbol {x} has zero probability")));
+            return Err(Error::InvalidModel(format!(
+                "symbol {x} has zero probability"
+            )));
         }
     }
     Ok(())
@@ -91,7 +97,10 @@ impl<D: QuantizedCdf + ?Sized> EntropyModel<PRECISION> for CdfModel<'_, D> {
 }
 
 impl<D: QuantizedCdf + ?Sized> EncoderModel<PRECISION> for CdfModel<'_, D> {
-    fn left_cumulative_and_probability(&self, symbol: impl std::borrow::Borrow<u32>) -> Option<(u32, NonZeroU32)> {
+    fn left_cumulative_and_probability(
+        &self,
+        symbol: impl std::borrow::Borrow<u32>,
+    ) -> Option<(u32, NonZeroU32)> {
         let x = *symbol.borrow();
         if x >= self.0.num_symbols() {
             return None;
@@ -129,7 +138,10 @@ impl Default for RangeEncoder {
 
 impl RangeEncoder {
     pub fn new() -> Self {
-        RangeEncoder { inner: DefaultRangeEncoder::new(), ideal_bits: 0.0 }
+        RangeEncoder {
+            inner: DefaultRangeEncoder::new(),
+            ideal_bits: 0.0,
+        }
     }
 
     /// Encodes symbol `x` with distribution `d`.
@@ -181,9 +193,11 @@ impl RangeDecoder {
 
     /// Decodes one symbol with distribution `d`.
     pub fn decode<D: QuantizedCdf + ?Sized>(&mut self, d: &D) -> Result<u32> {
-        self.inner
-            .decode_symbol(CdfModel(d))
-            .map_err(|_| Error::CorruptPayload("the range-coded data is inconsistent (damaged or truncated file)".into()))
+        self.inner.decode_symbol(CdfModel(d)).map_err(|_| {
+            Error::CorruptPayload(
+                "the range-coded data is inconsistent (damaged or truncated file)".into(),
+            )
+        })
     }
 
     /// The final-state check of the spec: the decoder must stand exactly where the encoder
@@ -192,11 +206,16 @@ impl RangeDecoder {
         let (bulk, state, point) = self.inner.into_raw_parts();
         let (buf, pos) = bulk.into_buf_and_pos();
         if pos < buf.len() {
-            return Err(Error::CorruptPayload(format!("{} payload words left unread", buf.len() - pos)));
+            return Err(Error::CorruptPayload(format!(
+                "{} payload words left unread",
+                buf.len() - pos
+            )));
         }
         let sealed = (state.lower().wrapping_add((1u64 << 32) - 1) >> 32) << 32;
         if point != sealed {
-            return Err(Error::CorruptPayload("range coder final state does not match the encoder's".into()));
+            return Err(Error::CorruptPayload(
+                "range coder final state does not match the encoder's".into(),
+            ));
         }
         Ok(())
     }
@@ -220,15 +239,22 @@ impl Default for AnsStack {
 impl AnsStack {
     /// An empty stack.
     pub fn new() -> Self {
-        AnsStack { inner: DefaultAnsCoder::new() }
+        AnsStack {
+            inner: DefaultAnsCoder::new(),
+        }
     }
 
     /// A stack holding `bytes` from [`AnsStack::into_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         if bytes.len() % 4 != 0 {
-            return Err(Error::CorruptPayload("ANS payload is not a whole number of words".into()));
+            return Err(Error::CorruptPayload(
+                "ANS payload is not a whole number of words".into(),
+            ));
         }
-        let words: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let words: Vec<u32> = bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         let inner = DefaultAnsCoder::from_compressed(words)
             .map_err(|_| Error::CorruptPayload("ANS payload ends in a zero word".into()))?;
         Ok(AnsStack { inner })
@@ -243,9 +269,11 @@ impl AnsStack {
 
     /// Pops (decodes) a symbol with distribution `d`.
     pub fn pop<D: QuantizedCdf + ?Sized>(&mut self, d: &D) -> Result<u32> {
-        self.inner
-            .decode_symbol(CdfModel(d))
-            .map_err(|_| Error::CorruptPayload("the ANS-coded data is inconsistent (damaged or truncated file)".into()))
+        self.inner.decode_symbol(CdfModel(d)).map_err(|_| {
+            Error::CorruptPayload(
+                "the ANS-coded data is inconsistent (damaged or truncated file)".into(),
+            )
+        })
     }
 
     pub fn is_empty(&self) -> bool {

@@ -13,12 +13,23 @@ fn random_dists(rng: &mut StdRng, n: usize) -> Vec<Box<dyn QuantizedCdf>> {
                 let size = rng.gen_range(1..300);
                 let peaked = rng.gen_bool(0.3);
                 let w: Vec<u64> = (0..size)
-                    .map(|i| if peaked { if i == 0 { 1 << 40 } else { rng.gen_range(0..3) } } else { rng.gen_range(0..1000) })
+                    .map(|i| {
+                        if peaked {
+                            if i == 0 {
+                                1 << 40
+                            } else {
+                                rng.gen_range(0..3)
+                            }
+                        } else {
+                            rng.gen_range(0..1000)
+                        }
+                    })
                     .collect();
                 Box::new(Categorical::from_weights(&w).unwrap())
             } else {
                 let k = rng.gen_range(1..6);
-                let g = |rng: &mut StdRng, lo: f64, hi: f64| (rng.gen_range(lo..hi) * 65536.0) as i32;
+                let g =
+                    |rng: &mut StdRng, lo: f64, hi: f64| (rng.gen_range(lo..hi) * 65536.0) as i32;
                 let logits: Vec<i32> = (0..k).map(|_| g(rng, -4.0, 4.0)).collect();
                 let means: Vec<i32> = (0..k).map(|_| g(rng, -1.6, 1.6)).collect();
                 let scales: Vec<i32> = (0..k).map(|_| g(rng, -6.0, 7.0)).collect();
@@ -47,7 +58,11 @@ fn range_coder_round_trips_and_ends_in_the_sealed_state() {
         let ideal = enc.ideal_bits();
         let bytes = enc.finish();
         // Overhead: at most the seal (8 bytes) plus a tiny rounding loss.
-        assert!((bytes.len() * 8) as f64 <= ideal * 1.001 + 64.0, "seed {seed}: {} bytes for {ideal} bits", bytes.len());
+        assert!(
+            (bytes.len() * 8) as f64 <= ideal * 1.001 + 64.0,
+            "seed {seed}: {} bytes for {ideal} bits",
+            bytes.len()
+        );
         let mut dec = RangeDecoder::new(&bytes).unwrap();
         for (x, d) in symbols.iter().zip(&dists) {
             assert_eq!(dec.decode(d.as_ref()).unwrap(), *x, "seed {seed}");
@@ -72,7 +87,10 @@ fn ans_stack_round_trips_and_ends_empty() {
         for (x, d) in symbols.iter().zip(&dists).rev() {
             assert_eq!(stack.pop(d.as_ref()).unwrap(), *x, "seed {seed}");
         }
-        assert!(stack.is_empty(), "seed {seed}: stack not empty after popping everything");
+        assert!(
+            stack.is_empty(),
+            "seed {seed}: stack not empty after popping everything"
+        );
     }
 }
 
@@ -87,7 +105,8 @@ fn every_truncation_or_extension_of_a_range_stream_is_caught() {
             enc.encode(*x, d.as_ref()).unwrap();
         }
         let bytes = enc.finish();
-        let mut variants: Vec<Vec<u8>> = (0..bytes.len()).map(|cut| bytes[..cut].to_vec()).collect();
+        let mut variants: Vec<Vec<u8>> =
+            (0..bytes.len()).map(|cut| bytes[..cut].to_vec()).collect();
         for extra in [&[0u8][..], &[1], &[0, 0, 0, 0], &[0, 0, 0, 0, 0, 0, 0, 9]] {
             let mut v = bytes.clone();
             v.extend_from_slice(extra);
@@ -96,7 +115,10 @@ fn every_truncation_or_extension_of_a_range_stream_is_caught() {
         for v in variants {
             let outcome = (|| -> Result<Vec<u32>> {
                 let mut dec = RangeDecoder::new(&v)?;
-                let out = dists.iter().map(|d| dec.decode(d.as_ref())).collect::<Result<Vec<_>>>()?;
+                let out = dists
+                    .iter()
+                    .map(|d| dec.decode(d.as_ref()))
+                    .collect::<Result<Vec<_>>>()?;
                 dec.finish()?;
                 Ok(out)
             })();
@@ -105,8 +127,14 @@ fn every_truncation_or_extension_of_a_range_stream_is_caught() {
             // except for appended zero bytes, which are invisible by design (readers pad with
             // zeros).
             if let Ok(out) = outcome {
-                let zero_extension = v.len() > bytes.len() && v[bytes.len()..].iter().all(|&b| b == 0);
-                assert!(out != symbols || zero_extension, "trial {trial}: damaged stream of {} bytes (of {}) accepted", v.len(), bytes.len());
+                let zero_extension =
+                    v.len() > bytes.len() && v[bytes.len()..].iter().all(|&b| b == 0);
+                assert!(
+                    out != symbols || zero_extension,
+                    "trial {trial}: damaged stream of {} bytes (of {}) accepted",
+                    v.len(),
+                    bytes.len()
+                );
             }
         }
     }

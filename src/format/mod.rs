@@ -65,7 +65,9 @@ impl ModelId {
     pub fn of_bytes(bytes: &[u8]) -> ModelId {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(bytes);
-        ModelId(u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]))
+        ModelId(u32::from_le_bytes([
+            digest[0], digest[1], digest[2], digest[3],
+        ]))
     }
 }
 
@@ -78,7 +80,9 @@ impl std::fmt::Display for ModelId {
 impl std::str::FromStr for ModelId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        u32::from_str_radix(s, 16).map(ModelId).map_err(|_| Error::Usage(format!("not a model id: {s:?}")))
+        u32::from_str_radix(s, 16)
+            .map(ModelId)
+            .map_err(|_| Error::Usage(format!("not a model id: {s:?}")))
     }
 }
 
@@ -94,14 +98,20 @@ pub struct Limits {
 impl Default for Limits {
     /// 65,535 pixels a side and 64 Mpixel in all.
     fn default() -> Self {
-        Limits { max_side: 65_535, max_pixels: 1 << 26 }
+        Limits {
+            max_side: 65_535,
+            max_pixels: 1 << 26,
+        }
     }
 }
 
 impl Limits {
     /// No bounds beyond what the format can express.
     pub fn none() -> Self {
-        Limits { max_side: u32::MAX, max_pixels: u64::MAX }
+        Limits {
+            max_side: u32::MAX,
+            max_pixels: u64::MAX,
+        }
     }
 
     pub fn check(&self, width: u32, height: u32) -> Result<()> {
@@ -188,13 +198,18 @@ impl Header {
         }
         let codec = r.byte("codec byte")?;
         if codec >> 6 != 0 {
-            return Err(Error::InvalidHeader(format!("reserved bits set in codec byte {codec:#04x}")));
+            return Err(Error::InvalidHeader(format!(
+                "reserved bits set in codec byte {codec:#04x}"
+            )));
         }
         let layout = ChannelLayout::from_code(codec & 3).expect("two bits always name a layout");
-        let family = CodecFamily::from_code((codec >> 2) & 0xF)
-            .ok_or_else(|| Error::InvalidHeader(format!("unknown codec family {}", (codec >> 2) & 0xF)))?;
+        let family = CodecFamily::from_code((codec >> 2) & 0xF).ok_or_else(|| {
+            Error::InvalidHeader(format!("unknown codec family {}", (codec >> 2) & 0xF))
+        })?;
         if matches!(family, CodecFamily::Flow | CodecFamily::Vae) {
-            return Err(Error::InvalidHeader(format!("codec family {family} is reserved in format version {version}")));
+            return Err(Error::InvalidHeader(format!(
+                "codec family {family} is reserved in format version {version}"
+            )));
         }
         let model = if family.has_model() {
             let b = r.take(4, "model id")?;
@@ -205,14 +220,28 @@ impl Header {
         let width = r.leb128("width")?;
         let height = r.leb128("height")?;
         if width == 0 || height == 0 {
-            return Err(Error::InvalidHeader(format!("image size {width}x{height}: sides must be at least 1")));
+            return Err(Error::InvalidHeader(format!(
+                "image size {width}x{height}: sides must be at least 1"
+            )));
         }
         limits.check(width, height)?;
         let prefix_len = r.pos;
         let c = r.take(4, "check")?;
         let check = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let header = Header { version, family, layout, model, width, height, check };
-        Ok(ParsedFile { header, checked_prefix: &bytes[..prefix_len], payload: &bytes[r.pos..] })
+        let header = Header {
+            version,
+            family,
+            layout,
+            model,
+            width,
+            height,
+            check,
+        };
+        Ok(ParsedFile {
+            header,
+            checked_prefix: &bytes[..prefix_len],
+            payload: &bytes[r.pos..],
+        })
     }
 }
 
@@ -240,7 +269,10 @@ pub fn assemble(mut header: Header, samples: &[u8], payload: &[u8]) -> Vec<u8> {
 pub fn verify_check(file: &ParsedFile<'_>, samples: &[u8]) -> Result<()> {
     let actual = compute_check(file.checked_prefix, samples, file.payload.len());
     if actual != file.header.check {
-        return Err(Error::ChecksumMismatch { expected: file.header.check, actual });
+        return Err(Error::ChecksumMismatch {
+            expected: file.header.check,
+            actual,
+        });
     }
     Ok(())
 }
@@ -264,7 +296,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or(Error::Truncated(what))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or(Error::Truncated(what))?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -280,12 +316,17 @@ impl<'a> Reader<'a> {
             v |= ((b & 0x7F) as u64) << (7 * i);
             if b & 0x80 == 0 {
                 if i > 0 && b == 0 {
-                    return Err(Error::InvalidHeader(format!("{what}: non-minimal LEB128 encoding")));
+                    return Err(Error::InvalidHeader(format!(
+                        "{what}: non-minimal LEB128 encoding"
+                    )));
                 }
-                return u32::try_from(v).map_err(|_| Error::InvalidHeader(format!("{what} exceeds 32 bits")));
+                return u32::try_from(v)
+                    .map_err(|_| Error::InvalidHeader(format!("{what} exceeds 32 bits")));
             }
         }
-        Err(Error::InvalidHeader(format!("{what}: LEB128 longer than 5 bytes")))
+        Err(Error::InvalidHeader(format!(
+            "{what}: LEB128 longer than 5 bytes"
+        )))
     }
 }
 
@@ -307,8 +348,24 @@ mod tests {
 
     #[test]
     fn every_header_field_round_trips() {
-        let layouts = [ChannelLayout::Gray, ChannelLayout::GrayAlpha, ChannelLayout::Rgb, ChannelLayout::Rgba];
-        let sides = [1u32, 2, 127, 128, 255, 16_383, 16_384, 65_535, 1 << 21, u32::MAX];
+        let layouts = [
+            ChannelLayout::Gray,
+            ChannelLayout::GrayAlpha,
+            ChannelLayout::Rgb,
+            ChannelLayout::Rgba,
+        ];
+        let sides = [
+            1u32,
+            2,
+            127,
+            128,
+            255,
+            16_383,
+            16_384,
+            65_535,
+            1 << 21,
+            u32::MAX,
+        ];
         for family in [CodecFamily::Stored, CodecFamily::PixelCnn] {
             for layout in layouts {
                 for &w in &sides {
@@ -335,41 +392,90 @@ mod tests {
 
     #[test]
     fn rejects_bad_fields_with_typed_errors() {
-        let good = assemble(sample_header(CodecFamily::PixelCnn, ChannelLayout::Rgb, 32, 32), &[], &[]);
+        let good = assemble(
+            sample_header(CodecFamily::PixelCnn, ChannelLayout::Rgb, 32, 32),
+            &[],
+            &[],
+        );
         let mut b = good.clone();
         b[0] = b'P';
-        assert!(matches!(Header::parse(&b, &Limits::default()), Err(Error::BadMagic)));
+        assert!(matches!(
+            Header::parse(&b, &Limits::default()),
+            Err(Error::BadMagic)
+        ));
         let mut b = good.clone();
         b[2] = 2;
-        assert!(matches!(Header::parse(&b, &Limits::default()), Err(Error::UnsupportedVersion(2))));
+        assert!(matches!(
+            Header::parse(&b, &Limits::default()),
+            Err(Error::UnsupportedVersion(2))
+        ));
         let mut b = good.clone();
         b[3] |= 0x40;
-        assert!(matches!(Header::parse(&b, &Limits::default()), Err(Error::InvalidHeader(_))));
+        assert!(matches!(
+            Header::parse(&b, &Limits::default()),
+            Err(Error::InvalidHeader(_))
+        ));
         let mut b = good.clone();
         b[3] = (b[3] & 3) | (9 << 2);
-        assert!(matches!(Header::parse(&b, &Limits::default()), Err(Error::InvalidHeader(_))));
+        assert!(matches!(
+            Header::parse(&b, &Limits::default()),
+            Err(Error::InvalidHeader(_))
+        ));
         // width 0
         let mut b = good.clone();
         b[8] = 0;
-        assert!(matches!(Header::parse(&b, &Limits::default()), Err(Error::InvalidHeader(_))));
+        assert!(matches!(
+            Header::parse(&b, &Limits::default()),
+            Err(Error::InvalidHeader(_))
+        ));
         // non-minimal LEB128: 32 written as 0xA0 0x00
         let mut b = good[..8].to_vec();
         b.extend_from_slice(&[0xA0, 0x00, 32, 0, 0, 0, 0]);
-        assert!(matches!(Header::parse(&b, &Limits::default()), Err(Error::InvalidHeader(_))));
+        assert!(matches!(
+            Header::parse(&b, &Limits::default()),
+            Err(Error::InvalidHeader(_))
+        ));
         for cut in 0..good.len() {
-            assert!(matches!(Header::parse(&good[..cut], &Limits::default()), Err(Error::Truncated(_))), "cut {cut}");
+            assert!(
+                matches!(
+                    Header::parse(&good[..cut], &Limits::default()),
+                    Err(Error::Truncated(_))
+                ),
+                "cut {cut}"
+            );
         }
     }
 
     #[test]
     fn limits_are_enforced_before_anything_else() {
-        let big = assemble(sample_header(CodecFamily::Stored, ChannelLayout::Rgb, 100_000, 100_000), &[], &[]);
-        assert!(matches!(Header::parse(&big, &Limits::default()), Err(Error::LimitExceeded(_))));
-        let limits = Limits { max_side: 64, max_pixels: 64 * 64 };
-        let ok = assemble(sample_header(CodecFamily::Stored, ChannelLayout::Rgb, 64, 64), &[], &[]);
+        let big = assemble(
+            sample_header(CodecFamily::Stored, ChannelLayout::Rgb, 100_000, 100_000),
+            &[],
+            &[],
+        );
+        assert!(matches!(
+            Header::parse(&big, &Limits::default()),
+            Err(Error::LimitExceeded(_))
+        ));
+        let limits = Limits {
+            max_side: 64,
+            max_pixels: 64 * 64,
+        };
+        let ok = assemble(
+            sample_header(CodecFamily::Stored, ChannelLayout::Rgb, 64, 64),
+            &[],
+            &[],
+        );
         assert!(Header::parse(&ok, &limits).is_ok());
-        let wide = assemble(sample_header(CodecFamily::Stored, ChannelLayout::Rgb, 65, 1), &[], &[]);
-        assert!(matches!(Header::parse(&wide, &limits), Err(Error::LimitExceeded(_))));
+        let wide = assemble(
+            sample_header(CodecFamily::Stored, ChannelLayout::Rgb, 65, 1),
+            &[],
+            &[],
+        );
+        assert!(matches!(
+            Header::parse(&wide, &limits),
+            Err(Error::LimitExceeded(_))
+        ));
     }
 
     #[test]

@@ -49,20 +49,38 @@ impl IntLinear {
     /// accumulator stays below [`ACC_LIMIT`]. Returns the bound of each output's magnitude.
     pub fn validate(&self, input_bound: &[i64]) -> Result<i64> {
         let bad = |m: String| Err(Error::InvalidModel(m));
-        if self.weight.len() != self.inputs * self.outputs || self.bias.len() != self.outputs || self.shift.len() != self.outputs {
-            return bad(format!("layer {}→{}: array sizes do not match", self.inputs, self.outputs));
+        if self.weight.len() != self.inputs * self.outputs
+            || self.bias.len() != self.outputs
+            || self.shift.len() != self.outputs
+        {
+            return bad(format!(
+                "layer {}→{}: array sizes do not match",
+                self.inputs, self.outputs
+            ));
         }
         if input_bound.len() != self.inputs {
-            return bad(format!("layer expects {} inputs, wired to {}", self.inputs, input_bound.len()));
+            return bad(format!(
+                "layer expects {} inputs, wired to {}",
+                self.inputs,
+                input_bound.len()
+            ));
         }
         if self.lo > self.hi || self.shift.iter().any(|&s| s > 30) {
             return bad("layer clamp or shift out of range".into());
         }
         for o in 0..self.outputs {
             let row = &self.weight[o * self.inputs..(o + 1) * self.inputs];
-            let acc: i64 = (self.bias[o] as i64).abs() + row.iter().zip(input_bound).map(|(&w, &b)| (w as i64).abs() * b).sum::<i64>();
+            let acc: i64 = (self.bias[o] as i64).abs()
+                + row
+                    .iter()
+                    .zip(input_bound)
+                    .map(|(&w, &b)| (w as i64).abs() * b)
+                    .sum::<i64>();
             if acc >= ACC_LIMIT {
-                return bad(format!("layer {}→{}: output {o} can reach {acc}, over 2^31", self.inputs, self.outputs));
+                return bad(format!(
+                    "layer {}→{}: output {o} can reach {acc}, over 2^31",
+                    self.inputs, self.outputs
+                ));
             }
         }
         Ok((self.lo as i64).abs().max((self.hi as i64).abs()))
@@ -127,18 +145,33 @@ impl IntLinear {
         }
         let shift = take(bytes, outputs)?.to_vec();
         let ints = |b: &mut &[u8], n: usize| -> Result<Vec<i32>> {
-            Ok(take(b, n * 4)?.chunks_exact(4).map(|c| u32_at(c) as i32).collect())
+            Ok(take(b, n * 4)?
+                .chunks_exact(4)
+                .map(|c| u32_at(c) as i32)
+                .collect())
         };
         let bias = ints(bytes, outputs)?;
         let weight = ints(bytes, outputs * inputs)?;
-        Ok(IntLinear { inputs, outputs, weight, bias, shift, lo, hi })
+        Ok(IntLinear {
+            inputs,
+            outputs,
+            weight,
+            bias,
+            shift,
+            lo,
+            hi,
+        })
     }
 }
 
 /// Rounding right shift and clamp: the requantization step of every layer.
 #[inline]
 pub fn requantize(acc: i64, shift: u8, lo: i32, hi: i32) -> i32 {
-    let v = if shift == 0 { acc } else { (acc + (1i64 << (shift - 1))) >> shift };
+    let v = if shift == 0 {
+        acc
+    } else {
+        (acc + (1i64 << (shift - 1))) >> shift
+    };
     v.clamp(lo as i64, hi as i64) as i32
 }
 
@@ -169,13 +202,20 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    pub(crate) fn random_layer(rng: &mut StdRng, inputs: usize, outputs: usize, in_bound: i64) -> IntLinear {
+    pub(crate) fn random_layer(
+        rng: &mut StdRng,
+        inputs: usize,
+        outputs: usize,
+        in_bound: i64,
+    ) -> IntLinear {
         // Weights scaled so the bound holds: Σ|w| · in_bound < 2^31.
         let wmax = ((ACC_LIMIT / 2) / (inputs as i64 * in_bound)).max(1) as i32;
         IntLinear {
             inputs,
             outputs,
-            weight: (0..inputs * outputs).map(|_| rng.gen_range(-wmax..=wmax)).collect(),
+            weight: (0..inputs * outputs)
+                .map(|_| rng.gen_range(-wmax..=wmax))
+                .collect(),
             bias: (0..outputs).map(|_| rng.gen_range(-1000..1000)).collect(),
             shift: (0..outputs).map(|_| rng.gen_range(0..20)).collect(),
             lo: 0,

@@ -36,7 +36,17 @@ impl TchLinear {
             weight_t,
             bias: f(layer.bias.iter().map(|&v| v as f64).collect()),
             inv_scale: f(layer.shift.iter().map(|&s| 0.5f64.powi(s as i32)).collect()),
-            half: f(layer.shift.iter().map(|&s| if s == 0 { 0.0 } else { (1u64 << (s - 1)) as f64 }).collect()),
+            half: f(layer
+                .shift
+                .iter()
+                .map(|&s| {
+                    if s == 0 {
+                        0.0
+                    } else {
+                        (1u64 << (s - 1)) as f64
+                    }
+                })
+                .collect()),
             lo: layer.lo as f64,
             hi: layer.hi as f64,
         }
@@ -46,7 +56,9 @@ impl TchLinear {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         debug_assert_eq!(x.kind(), Kind::Double);
         let acc = x.matmul(&self.weight_t) + &self.bias;
-        ((acc + &self.half) * &self.inv_scale).floor().clamp(self.lo, self.hi)
+        ((acc + &self.half) * &self.inv_scale)
+            .floor()
+            .clamp(self.lo, self.hi)
     }
 }
 
@@ -63,7 +75,8 @@ mod tests {
             let layer = crate::intnet::tests::random_layer(&mut rng, i, o, 32767);
             let n = 37;
             let x: Vec<i32> = (0..n * i).map(|_| rng.gen_range(-32767..=32767)).collect();
-            let t = Tensor::from_slice(&x.iter().map(|&v| v as f64).collect::<Vec<_>>()).reshape([n as i64, i as i64]);
+            let t = Tensor::from_slice(&x.iter().map(|&v| v as f64).collect::<Vec<_>>())
+                .reshape([n as i64, i as i64]);
             let y = TchLinear::new(&layer, Device::Cpu).forward(&t);
             let y: Vec<f64> = Vec::try_from(y.flatten(0, 1)).unwrap();
             for r in 0..n {

@@ -53,7 +53,9 @@ impl Arch {
         if ok {
             Ok(())
         } else {
-            Err(Error::InvalidModel(format!("unsupported PixelCNN architecture {self:?}")))
+            Err(Error::InvalidModel(format!(
+                "unsupported PixelCNN architecture {self:?}"
+            )))
         }
     }
 
@@ -145,7 +147,11 @@ impl Arch {
         out.clear();
         let step = self.radius as u64 + 1;
         let y_max = (t / step).min(height as u64 - 1);
-        let y_min = if t >= width as u64 { (t - (width as u64 - 1)).div_ceil(step) } else { 0 };
+        let y_min = if t >= width as u64 {
+            (t - (width as u64 - 1)).div_ceil(step)
+        } else {
+            0
+        };
         for y in y_min..=y_max {
             out.push(((t - step * y) as u32, y as u32));
         }
@@ -153,7 +159,15 @@ impl Arch {
 
     /// Fills the context part of an input vector for pixel (`x`, `y`) of `ctx`, an image of
     /// `channels` interleaved samples per pixel.
-    pub fn gather_context(&self, ctx: &[u8], width: u32, height: u32, x: u32, y: u32, out: &mut [i32]) {
+    pub fn gather_context(
+        &self,
+        ctx: &[u8],
+        width: u32,
+        height: u32,
+        x: u32,
+        y: u32,
+        out: &mut [i32],
+    ) {
         let c = self.channels;
         let mut k = 0;
         for (dy, dx) in self.offsets() {
@@ -178,7 +192,13 @@ mod tests {
     use super::*;
 
     fn arch() -> Arch {
-        Arch { radius: 3, channels: 3, hidden: 12, hidden_layers: 1, components: 2 }
+        Arch {
+            radius: 3,
+            channels: 3,
+            hidden: 12,
+            hidden_layers: 1,
+            components: 2,
+        }
     }
 
     #[test]

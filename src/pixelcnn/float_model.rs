@@ -27,15 +27,30 @@ fn gather(arch: &Arch, values: &Tensor, valid: f64) -> Tensor {
     let mut parts: Vec<Tensor> = arch
         .offsets()
         .into_iter()
-        .map(|(dy, dx)| padded.narrow(2, r + dy as i64, h).narrow(3, r + dx as i64, w))
+        .map(|(dy, dx)| {
+            padded
+                .narrow(2, r + dy as i64, h)
+                .narrow(3, r + dx as i64, w)
+        })
         .collect();
     parts.push(values.shallow_clone());
-    Tensor::cat(&parts, 1).permute([0, 2, 3, 1]).reshape([b * h * w, arch.input_len() as i64])
+    Tensor::cat(&parts, 1)
+        .permute([0, 2, 3, 1])
+        .reshape([b * h * w, arch.input_len() as i64])
 }
 
-fn mask_tensor(rows: usize, cols: usize, f: impl Fn(usize, usize) -> bool, device: Device) -> Tensor {
-    let m: Vec<f32> = (0..rows * cols).map(|k| if f(k / cols, k % cols) { 1.0 } else { 0.0 }).collect();
-    Tensor::from_slice(&m).reshape([rows as i64, cols as i64]).to_device(device)
+fn mask_tensor(
+    rows: usize,
+    cols: usize,
+    f: impl Fn(usize, usize) -> bool,
+    device: Device,
+) -> Tensor {
+    let m: Vec<f32> = (0..rows * cols)
+        .map(|k| if f(k / cols, k % cols) { 1.0 } else { 0.0 })
+        .collect();
+    Tensor::from_slice(&m)
+        .reshape([rows as i64, cols as i64])
+        .to_device(device)
 }
 
 /// The training network. Same wiring as [`PixelCnnInt`], in float.
@@ -67,9 +82,21 @@ impl PixelCnnFloat {
                 mask_tensor(rows, cols, |o, j| arch.mask_output(o, j), device)
             };
             // He initialization over the unmasked fan-in; the output layer starts small.
-            let fan_in = (f64::from(mask.sum(Kind::Float).double_value(&[])) / rows as f64).max(1.0);
-            let std = if l < n - 1 { (2.0 / fan_in).sqrt() } else { 0.1 / fan_in.sqrt() };
-            weights.push(root.var(&format!("w{l}"), &[rows as i64, cols as i64], nn::Init::Randn { mean: 0.0, stdev: std }));
+            let fan_in =
+                (f64::from(mask.sum(Kind::Float).double_value(&[])) / rows as f64).max(1.0);
+            let std = if l < n - 1 {
+                (2.0 / fan_in).sqrt()
+            } else {
+                0.1 / fan_in.sqrt()
+            };
+            weights.push(root.var(
+                &format!("w{l}"),
+                &[rows as i64, cols as i64],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: std,
+                },
+            ));
             let mut b = root.var(&format!("b{l}"), &[rows as i64], nn::Init::Const(0.0));
             if l == n - 1 {
                 // Start wide (scale e^3 ≈ 20 px) so early losses are moderate.
@@ -84,7 +111,13 @@ impl PixelCnnFloat {
             biases.push(b);
             masks.push(mask);
         }
-        Ok(PixelCnnFloat { arch, vs, weights, biases, masks })
+        Ok(PixelCnnFloat {
+            arch,
+            vs,
+            weights,
+            biases,
+            masks,
+        })
     }
 
     /// Float inputs for `[B, 3, H, W]` `Uint8` images: `[N, D]`, real units.
@@ -110,7 +143,10 @@ impl PixelCnnFloat {
     pub fn nll_bits(&self, images: &Tensor) -> Tensor {
         let params = self.forward(images);
         let (b, c, h, w) = images.size4().expect("[B, C, H, W]");
-        let targets = images.permute([0, 2, 3, 1]).reshape([b * h * w, c]).to_kind(Kind::Float);
+        let targets = images
+            .permute([0, 2, 3, 1])
+            .reshape([b * h * w, c])
+            .to_kind(Kind::Float);
         mixture_nll_bits(&params, &targets, self.arch.components)
     }
 
@@ -121,14 +157,25 @@ impl PixelCnnFloat {
         let n = self.weights.len();
         let mut layers = Vec::new();
         for l in 0..n {
-            let w = Vec::<f32>::try_from((&self.weights[l] * &self.masks[l]).to_device(Device::Cpu).flatten(0, 1))
+            let w = Vec::<f32>::try_from(
+                (&self.weights[l] * &self.masks[l])
+                    .to_device(Device::Cpu)
+                    .flatten(0, 1),
+            )
+            .map_err(|e| Error::Torch(e.to_string()))?;
+            let bias = Vec::<f32>::try_from(self.biases[l].to_device(Device::Cpu))
                 .map_err(|e| Error::Torch(e.to_string()))?;
-            let bias = Vec::<f32>::try_from(self.biases[l].to_device(Device::Cpu)).map_err(|e| Error::Torch(e.to_string()))?;
             let last = l == n - 1;
             let (in_frac, in_bound): (Vec<u32>, Vec<i64>) = if l == 0 {
-                (vec![fixed::INPUT_FRAC; a.input_len()], vec![fixed::INPUT_BOUND; a.input_len()])
+                (
+                    vec![fixed::INPUT_FRAC; a.input_len()],
+                    vec![fixed::INPUT_BOUND; a.input_len()],
+                )
             } else if !last {
-                (vec![fixed::ACT_FRAC; a.hidden], vec![fixed::ACT_MAX as i64; a.hidden])
+                (
+                    vec![fixed::ACT_FRAC; a.hidden],
+                    vec![fixed::ACT_MAX as i64; a.hidden],
+                )
             } else {
                 let mut f = vec![fixed::ACT_FRAC; a.hidden];
                 f.extend(std::iter::repeat(fixed::INPUT_FRAC).take(a.input_len()));
@@ -136,10 +183,20 @@ impl PixelCnnFloat {
                 b.extend(std::iter::repeat(fixed::INPUT_BOUND).take(a.input_len()));
                 (f, b)
             };
-            let (out_frac, lo, hi) = if last { (fixed::OUTPUT_FRAC, -fixed::OUTPUT_MAX, fixed::OUTPUT_MAX) } else { (fixed::ACT_FRAC, 0, fixed::ACT_MAX) };
-            layers.push(quantize_layer(&w, &bias, &in_frac, &in_bound, out_frac, lo, hi)?);
+            let (out_frac, lo, hi) = if last {
+                (fixed::OUTPUT_FRAC, -fixed::OUTPUT_MAX, fixed::OUTPUT_MAX)
+            } else {
+                (fixed::ACT_FRAC, 0, fixed::ACT_MAX)
+            };
+            layers.push(quantize_layer(
+                &w, &bias, &in_frac, &in_bound, out_frac, lo, hi,
+            )?);
         }
-        let meta = ModelMeta { family: "pixelcnn".into(), name: name.into(), arch: a };
+        let meta = ModelMeta {
+            family: "pixelcnn".into(),
+            name: name.into(),
+            arch: a,
+        };
         PixelCnnInt::from_layers(meta, layers)
     }
 }
@@ -147,7 +204,15 @@ impl PixelCnnFloat {
 /// Quantizes one dense layer: for each output, the largest accumulator exponent `T` with
 /// `Σ|W_int|·bound + |b_int| < 2^31`, `W_int = round(W · 2^(T − in_frac))`, `b_int = round(b · 2^T)`,
 /// shift `T − out_frac`.
-fn quantize_layer(w: &[f32], bias: &[f32], in_frac: &[u32], in_bound: &[i64], out_frac: u32, lo: i32, hi: i32) -> Result<IntLinear> {
+fn quantize_layer(
+    w: &[f32],
+    bias: &[f32],
+    in_frac: &[u32],
+    in_bound: &[i64],
+    out_frac: u32,
+    lo: i32,
+    hi: i32,
+) -> Result<IntLinear> {
     let inputs = in_frac.len();
     let outputs = bias.len();
     let mut weight = vec![0i32; inputs * outputs];
@@ -157,22 +222,40 @@ fn quantize_layer(w: &[f32], bias: &[f32], in_frac: &[u32], in_bound: &[i64], ou
         let row = &w[o * inputs..(o + 1) * inputs];
         let mut chosen = None;
         for t in (out_frac..=out_frac + 30).rev() {
-            let q: Vec<i64> = row.iter().zip(in_frac).map(|(&v, &f)| (v as f64 * 2f64.powi(t as i32 - f as i32)).round() as i64).collect();
+            let q: Vec<i64> = row
+                .iter()
+                .zip(in_frac)
+                .map(|(&v, &f)| (v as f64 * 2f64.powi(t as i32 - f as i32)).round() as i64)
+                .collect();
             let qb = (bias[o] as f64 * 2f64.powi(t as i32)).round() as i64;
-            let acc: i64 = qb.abs() + q.iter().zip(in_bound).map(|(&v, &b)| v.abs() * b).sum::<i64>();
+            let acc: i64 = qb.abs()
+                + q.iter()
+                    .zip(in_bound)
+                    .map(|(&v, &b)| v.abs() * b)
+                    .sum::<i64>();
             if acc < ACC_LIMIT - (ACC_LIMIT >> 10) {
                 chosen = Some((t, q, qb));
                 break;
             }
         }
-        let (t, q, qb) = chosen.ok_or_else(|| Error::InvalidModel(format!("output {o}: weights too large to quantize exactly")))?;
+        let (t, q, qb) = chosen.ok_or_else(|| {
+            Error::InvalidModel(format!("output {o}: weights too large to quantize exactly"))
+        })?;
         for (i, v) in q.into_iter().enumerate() {
             weight[o * inputs + i] = v as i32;
         }
         b_int[o] = qb as i32;
         shift[o] = (t - out_frac) as u8;
     }
-    Ok(IntLinear { inputs, outputs, weight, bias: b_int, shift, lo, hi })
+    Ok(IntLinear {
+        inputs,
+        outputs,
+        weight,
+        bias: b_int,
+        shift,
+        lo,
+        hi,
+    })
 }
 
 /// NLL in bits of `targets` (`[N, C]`, values 0..=255 as float) under the discretized logistic
@@ -197,7 +280,10 @@ pub fn mixture_nll_bits(params: &Tensor, targets: &Tensor, k: usize) -> Tensor {
     let log_delta = cdf_delta.clamp_min(1e-12).log();
     let inner = log_delta.where_self(&cdf_delta.gt(1e-5), &log_pdf_mid);
     let x_full = x.expand_as(&mu);
-    let lp = log_cdf_plus.where_self(&x_full.le(0.5), &log_one_minus_cdf_min.where_self(&x_full.ge(254.5), &inner));
+    let lp = log_cdf_plus.where_self(
+        &x_full.le(0.5),
+        &log_one_minus_cdf_min.where_self(&x_full.ge(254.5), &inner),
+    );
     let log_mix = (lp + logits.log_softmax(-1, Kind::Float)).logsumexp([-1i64].as_slice(), false);
     -log_mix / std::f64::consts::LN_2
 }
@@ -211,7 +297,15 @@ pub struct PixelCnnTch {
 
 impl PixelCnnTch {
     pub fn new(model: &PixelCnnInt, device: Device) -> PixelCnnTch {
-        PixelCnnTch { arch: *model.arch(), layers: model.layers.iter().map(|l| TchLinear::new(l, device)).collect(), device }
+        PixelCnnTch {
+            arch: *model.arch(),
+            layers: model
+                .layers
+                .iter()
+                .map(|l| TchLinear::new(l, device))
+                .collect(),
+            device,
+        }
     }
 
     /// All parameters of every pixel and channel, teacher-forced: `[B, 3, H, W]` `Uint8` →
@@ -231,5 +325,8 @@ impl PixelCnnTch {
 /// Interleaved `Image`-style samples (`H·W·3`) of several images → `[B, 3, H, W]` `Uint8`.
 pub fn images_to_tensor(samples: &[&[u8]], height: u32, width: u32) -> Tensor {
     let flat: Vec<u8> = samples.iter().flat_map(|s| s.iter().copied()).collect();
-    Tensor::from_slice(&flat).reshape([samples.len() as i64, height as i64, width as i64, 3]).permute([0, 3, 1, 2]).contiguous()
+    Tensor::from_slice(&flat)
+        .reshape([samples.len() as i64, height as i64, width as i64, 3])
+        .permute([0, 3, 1, 2])
+        .contiguous()
 }

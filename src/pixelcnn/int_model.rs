@@ -54,7 +54,9 @@ impl PixelCnnInt {
     /// Parses and validates a model file.
     pub fn from_bytes(bytes: &[u8]) -> Result<PixelCnnInt> {
         let id = ModelId::of_bytes(bytes);
-        let rest = bytes.strip_prefix(MODEL_MAGIC).ok_or_else(|| Error::InvalidModel("not an llif model file".into()))?;
+        let rest = bytes
+            .strip_prefix(MODEL_MAGIC)
+            .ok_or_else(|| Error::InvalidModel("not an llif model file".into()))?;
         if rest.len() < 4 {
             return Err(Error::InvalidModel("model file truncated".into()));
         }
@@ -63,9 +65,13 @@ impl PixelCnnInt {
         if rest.len() < meta_len {
             return Err(Error::InvalidModel("model file truncated".into()));
         }
-        let meta: ModelMeta = serde_json::from_slice(&rest[..meta_len]).map_err(|e| Error::InvalidModel(format!("model metadata: {e}")))?;
+        let meta: ModelMeta = serde_json::from_slice(&rest[..meta_len])
+            .map_err(|e| Error::InvalidModel(format!("model metadata: {e}")))?;
         if meta.family != "pixelcnn" {
-            return Err(Error::InvalidModel(format!("model family {:?} is not pixelcnn", meta.family)));
+            return Err(Error::InvalidModel(format!(
+                "model family {:?} is not pixelcnn",
+                meta.family
+            )));
         }
         let mut cursor = &rest[meta_len..];
         let mut layers = Vec::new();
@@ -73,7 +79,9 @@ impl PixelCnnInt {
             layers.push(IntLinear::read(&mut cursor)?);
         }
         if !cursor.is_empty() {
-            return Err(Error::InvalidModel("trailing bytes after the last layer".into()));
+            return Err(Error::InvalidModel(
+                "trailing bytes after the last layer".into(),
+            ));
         }
         let model = PixelCnnInt { meta, layers, id };
         model.validate()?;
@@ -94,7 +102,11 @@ impl PixelCnnInt {
 
     /// Builds a model from layers (the quantizer's output), computing its id.
     pub fn from_layers(meta: ModelMeta, layers: Vec<IntLinear>) -> Result<PixelCnnInt> {
-        let tmp = PixelCnnInt { meta, layers, id: ModelId(0) };
+        let tmp = PixelCnnInt {
+            meta,
+            layers,
+            id: ModelId(0),
+        };
         PixelCnnInt::from_bytes(&tmp.to_bytes())
     }
 
@@ -121,17 +133,29 @@ impl PixelCnnInt {
             };
             let outputs = if last { a.outputs() } else { a.hidden };
             if layer.outputs != outputs {
-                return bad(format!("layer {l} has {} outputs, expected {outputs}", layer.outputs));
+                return bad(format!(
+                    "layer {l} has {} outputs, expected {outputs}",
+                    layer.outputs
+                ));
             }
             layer.validate(&bound)?;
-            let (lo, hi) = if last { (-fixed::OUTPUT_MAX, fixed::OUTPUT_MAX) } else { (0, fixed::ACT_MAX) };
+            let (lo, hi) = if last {
+                (-fixed::OUTPUT_MAX, fixed::OUTPUT_MAX)
+            } else {
+                (0, fixed::ACT_MAX)
+            };
             if layer.lo != lo || layer.hi != hi {
-                return bad(format!("layer {l} clamps to [{}, {}], expected [{lo}, {hi}]", layer.lo, layer.hi));
+                return bad(format!(
+                    "layer {l} clamps to [{}, {}], expected [{lo}, {hi}]",
+                    layer.lo, layer.hi
+                ));
             }
             for o in 0..layer.outputs {
                 for i in 0..layer.inputs {
                     if !mask(o, i) && layer.weight[o * layer.inputs + i] != 0 {
-                        return bad(format!("layer {l} weight ({o}, {i}) breaks the causal mask"));
+                        return bad(format!(
+                            "layer {l} weight ({o}, {i}) breaks the causal mask"
+                        ));
                     }
                 }
             }
@@ -153,7 +177,15 @@ impl PixelCnnInt {
     /// The reference evaluation: parameters (`3 · components`) of channel `c` at pixel (`x`,`y`)
     /// of `ctx` (`channels` interleaved samples per pixel; all of the pixel's own channels may
     /// hold their true values: the masks ignore those not yet known).
-    pub fn reference_params(&self, ctx: &[u8], width: u32, height: u32, x: u32, y: u32, c: usize) -> Vec<i32> {
+    pub fn reference_params(
+        &self,
+        ctx: &[u8],
+        width: u32,
+        height: u32,
+        x: u32,
+        y: u32,
+        c: usize,
+    ) -> Vec<i32> {
         let a = &self.meta.arch;
         let mut input = vec![0i32; a.input_len()];
         a.gather_context(ctx, width, height, x, y, &mut input);
@@ -179,11 +211,22 @@ impl PixelCnnInt {
 
     pub fn new_state(&self) -> PixelState {
         let a = &self.meta.arch;
-        PixelState { bufs: vec![vec![0; a.hidden]; a.hidden_layers], cat: vec![0; a.hidden + a.input_len()] }
+        PixelState {
+            bufs: vec![vec![0; a.hidden]; a.hidden_layers],
+            cat: vec![0; a.hidden + a.input_len()],
+        }
     }
 
     /// Starts a pixel: gathers its context, clears its own channels.
-    pub fn begin_pixel(&self, st: &mut PixelState, ctx: &[u8], width: u32, height: u32, x: u32, y: u32) {
+    pub fn begin_pixel(
+        &self,
+        st: &mut PixelState,
+        ctx: &[u8],
+        width: u32,
+        height: u32,
+        x: u32,
+        y: u32,
+    ) {
         let a = &self.meta.arch;
         let input = &mut st.cat[a.hidden..];
         a.gather_context(ctx, width, height, x, y, input);
@@ -221,12 +264,21 @@ impl PixelCnnInt {
         for (k, o) in (c * p..(c + 1) * p).enumerate() {
             let row = &out_layer.weight[o * out_layer.inputs..(o + 1) * out_layer.inputs];
             let acc = crate::intnet::dot_i32(row, &st.cat).wrapping_add(out_layer.bias[o]);
-            out[k] = crate::intnet::requantize(acc as i64, out_layer.shift[o], out_layer.lo, out_layer.hi);
+            out[k] = crate::intnet::requantize(
+                acc as i64,
+                out_layer.shift[o],
+                out_layer.lo,
+                out_layer.hi,
+            );
         }
     }
 }
 
 /// Splits a channel's parameters into the three arrays the coding layer takes.
 pub fn split_params(p: &[i32], components: usize) -> (&[i32], &[i32], &[i32]) {
-    (&p[..components], &p[components..2 * components], &p[2 * components..3 * components])
+    (
+        &p[..components],
+        &p[components..2 * components],
+        &p[2 * components..3 * components],
+    )
 }

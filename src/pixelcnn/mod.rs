@@ -31,7 +31,11 @@ pub fn encode_payload(model: &PixelCnnInt, image: &Image) -> Result<(Vec<u8>, Co
 /// Encodes like [`encode_payload`], but computes every parameter in one teacher-forced libtorch
 /// pass (integers in f64, exact) on `device`, CPU or CUDA, then codes in the usual schedule. The
 /// bytes equal [`encode_payload`]'s: this is how a GPU encoder stays decodable on a CPU.
-pub fn encode_payload_tch(model: &PixelCnnInt, image: &Image, device: tch::Device) -> Result<(Vec<u8>, CodingStats)> {
+pub fn encode_payload_tch(
+    model: &PixelCnnInt,
+    image: &Image,
+    device: tch::Device,
+) -> Result<(Vec<u8>, CodingStats)> {
     let (w, h) = (image.width(), image.height());
     let layout = image.layout();
     let tch_model = float_model::PixelCnnTch::new(model, device);
@@ -45,12 +49,23 @@ pub fn encode_payload_tch(model: &PixelCnnInt, image: &Image, device: tch::Devic
         let ctx: Vec<u8> = (0..image.pixels())
             .flat_map(|px| {
                 let s = &image.data()[px * image.channels()..(px + 1) * image.channels()];
-                (0..3).map(move |c| if channels == 3 { s[first + c] } else { s[first] })
+                (0..3).map(move |c| {
+                    if channels == 3 {
+                        s[first + c]
+                    } else {
+                        s[first]
+                    }
+                })
             })
             .collect();
         let t = float_model::images_to_tensor(&[&ctx], h, w);
-        let params = Vec::<f64>::try_from(tch_model.params(&t).to_device(tch::Device::Cpu).flatten(0, 1))
-            .map_err(|e| crate::Error::Torch(e.to_string()))?;
+        let params = Vec::<f64>::try_from(
+            tch_model
+                .params(&t)
+                .to_device(tch::Device::Cpu)
+                .flatten(0, 1),
+        )
+        .map_err(|e| crate::Error::Torch(e.to_string()))?;
         per_set.push(params.into_iter().map(|v| v as i32).collect());
     }
     let mut session = PixelCnnSession::with_precomputed(model, w, h, layout, per_set);
@@ -58,7 +73,13 @@ pub fn encode_payload_tch(model: &PixelCnnInt, image: &Image, device: tch::Devic
 }
 
 /// Decodes the samples of a `width`×`height` image of `layout` from a payload.
-pub fn decode_payload(model: &PixelCnnInt, width: u32, height: u32, layout: ChannelLayout, payload: &[u8]) -> Result<Vec<u8>> {
+pub fn decode_payload(
+    model: &PixelCnnInt,
+    width: u32,
+    height: u32,
+    layout: ChannelLayout,
+    payload: &[u8],
+) -> Result<Vec<u8>> {
     let mut session = PixelCnnSession::new(model, width, height, layout);
     decode_autoregressive(&mut session, payload)
 }

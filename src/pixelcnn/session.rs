@@ -44,9 +44,15 @@ pub struct PixelCnnSession<'m> {
 
 impl<'m> PixelCnnSession<'m> {
     pub fn new(model: &'m PixelCnnInt, width: u32, height: u32, layout: ChannelLayout) -> Self {
-        let mut sets = vec![PlaneSet { first: 0, channels: layout.color_channels() }];
+        let mut sets = vec![PlaneSet {
+            first: 0,
+            channels: layout.color_channels(),
+        }];
         if layout.has_alpha() {
-            sets.push(PlaneSet { first: layout.color_channels(), channels: 1 });
+            sets.push(PlaneSet {
+                first: layout.color_channels(),
+                channels: 1,
+            });
         }
         let arch = model.arch();
         PixelCnnSession {
@@ -70,7 +76,13 @@ impl<'m> PixelCnnSession<'m> {
     /// A session that replays precomputed parameters (encoding only: they were computed from the
     /// true samples). `per_set[s]` holds `width·height·outputs` values for plane set `s` (colour,
     /// then alpha), pixel-major.
-    pub fn with_precomputed(model: &'m PixelCnnInt, width: u32, height: u32, layout: ChannelLayout, per_set: Vec<Vec<i32>>) -> Self {
+    pub fn with_precomputed(
+        model: &'m PixelCnnInt,
+        width: u32,
+        height: u32,
+        layout: ChannelLayout,
+        per_set: Vec<Vec<i32>>,
+    ) -> Self {
         let mut s = PixelCnnSession::new(model, width, height, layout);
         s.precomputed = Some(per_set);
         s
@@ -105,7 +117,10 @@ impl AutoregressiveModel for PixelCnnSession<'_> {
             }
             if self.precomputed.is_none() {
                 let (ctx, w, h) = (&self.ctx, self.width, self.height);
-                self.states[..n].par_iter_mut().zip(&self.front).for_each(|(st, &(x, y))| model.begin_pixel(st, ctx, w, h, x, y));
+                self.states[..n]
+                    .par_iter_mut()
+                    .zip(&self.front)
+                    .for_each(|(st, &(x, y))| model.begin_pixel(st, ctx, w, h, x, y));
             }
         }
         let n = self.front.len();

@@ -77,14 +77,22 @@ impl TrainData {
         let cifar_val = cifar.split_off(cifar.len() - val_count);
         let photos_dir = data_dir.join("photos/train");
         let photos = if photos_dir.is_dir() {
-            crate::corpus::read_image_folder(&photos_dir)?.into_iter().map(|(_, im)| im).filter(|im| im.width() >= 32 && im.height() >= 32).collect()
+            crate::corpus::read_image_folder(&photos_dir)?
+                .into_iter()
+                .map(|(_, im)| im)
+                .filter(|im| im.width() >= 32 && im.height() >= 32)
+                .collect()
         } else {
             Vec::new()
         };
         if cifar.is_empty() {
             return Err(Error::Usage("no training images found".into()));
         }
-        Ok(TrainData { cifar_train: cifar, cifar_val, photos })
+        Ok(TrainData {
+            cifar_train: cifar,
+            cifar_val,
+            photos,
+        })
     }
 }
 
@@ -121,7 +129,10 @@ fn make_batch(data: &TrainData, cfg: &TrainConfig, rng: &mut StdRng) -> (Tensor,
             let img = &data.photos[rng.gen_range(0..data.photos.len())];
             let x0 = rng.gen_range(0..=img.width() - size);
             let y0 = rng.gen_range(0..=img.height() - size);
-            (crop_rgb(img, x0, y0, size, flip), img.layout().color_channels() == 1)
+            (
+                crop_rgb(img, x0, y0, size, flip),
+                img.layout().color_channels() == 1,
+            )
         } else {
             let img = &data.cifar_train[rng.gen_range(0..data.cifar_train.len())];
             (crop_rgb(img, 0, 0, size, flip), false)
@@ -130,11 +141,18 @@ fn make_batch(data: &TrainData, cfg: &TrainConfig, rng: &mut StdRng) -> (Tensor,
         if gray && !gray_source {
             to_gray(&mut s);
         }
-        weights.extend_from_slice(if gray { &[1.0f32, 0.0, 0.0] } else { &[1.0, 1.0, 1.0] });
+        weights.extend_from_slice(if gray {
+            &[1.0f32, 0.0, 0.0]
+        } else {
+            &[1.0, 1.0, 1.0]
+        });
         samples.push(s);
     }
     let refs: Vec<&[u8]> = samples.iter().map(|s| s.as_slice()).collect();
-    (images_to_tensor(&refs, size, size), Tensor::from_slice(&weights).reshape([cfg.batch as i64, 3]))
+    (
+        images_to_tensor(&refs, size, size),
+        Tensor::from_slice(&weights).reshape([cfg.batch as i64, 3]),
+    )
 }
 
 /// Mean float NLL (bits per sub-pixel) of RGB images.
@@ -161,7 +179,9 @@ pub fn int_bpsp(model: &PixelCnnInt, images: &[Image], device: Device) -> Result
     for chunk in images.chunks(50) {
         let refs: Vec<&[u8]> = chunk.iter().map(|i| i.data()).collect();
         let t = images_to_tensor(&refs, chunk[0].height(), chunk[0].width());
-        let params = Vec::<f64>::try_from(tch_model.params(&t).to_device(Device::Cpu).flatten(0, 1)).map_err(|e| Error::Torch(e.to_string()))?;
+        let params =
+            Vec::<f64>::try_from(tch_model.params(&t).to_device(Device::Cpu).flatten(0, 1))
+                .map_err(|e| Error::Torch(e.to_string()))?;
         let samples: Vec<u8> = refs.iter().flat_map(|s| s.iter().copied()).collect();
         for (px, row) in params.chunks_exact(a.outputs()).enumerate() {
             for c in 0..3 {
@@ -182,8 +202,17 @@ fn path_with(out: &Path, ext: &str) -> PathBuf {
 }
 
 /// Runs (or resumes) training; returns the final integer model.
-pub fn train(cfg: &TrainConfig, data: &TrainData, resume: bool, progress: bool) -> Result<PixelCnnInt> {
-    let device = if cfg.cuda { Device::cuda_if_available() } else { Device::Cpu };
+pub fn train(
+    cfg: &TrainConfig,
+    data: &TrainData,
+    resume: bool,
+    progress: bool,
+) -> Result<PixelCnnInt> {
+    let device = if cfg.cuda {
+        Device::cuda_if_available()
+    } else {
+        Device::Cpu
+    };
     tch::manual_seed(cfg.seed as i64);
     let mut net = PixelCnnFloat::new(cfg.arch, device)?;
     let ckpt = path_with(&cfg.out, ".ckpt.ot");
@@ -192,15 +221,23 @@ pub fn train(cfg: &TrainConfig, data: &TrainData, resume: bool, progress: bool) 
     if resume && ckpt.exists() {
         net.vs.load(&ckpt)?;
         let text = std::fs::read_to_string(&log_path).map_err(|e| Error::io(&log_path, e))?;
-        state = serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{}: {e}", log_path.display())))?;
+        state = serde_json::from_str(&text)
+            .map_err(|e| Error::Usage(format!("{}: {e}", log_path.display())))?;
         eprintln!("resuming from step {} ({})", state.step, ckpt.display());
     }
     let mut opt = tch::nn::Adam::default().build(&net.vs, cfg.lr)?;
-    let mut rng = StdRng::seed_from_u64(cfg.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let bar = if progress { indicatif::ProgressBar::new(cfg.steps as u64) } else { indicatif::ProgressBar::hidden() };
+    let mut rng =
+        StdRng::seed_from_u64(cfg.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let bar = if progress {
+        indicatif::ProgressBar::new(cfg.steps as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps, {elapsed} elapsed, eta {eta} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps, {elapsed} elapsed, eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_position(state.step as u64);
     let start = Instant::now();
@@ -216,7 +253,10 @@ pub fn train(cfg: &TrainConfig, data: &TrainData, resume: bool, progress: bool) 
         let images = images.to_device(device);
         let weights = weights.to_device(device);
         let nll = net.nll_bits(&images); // [B·32·32, 3]
-        let w = weights.unsqueeze(1).expand([cfg.batch as i64, 32 * 32, 3], false).reshape([-1, 3]);
+        let w = weights
+            .unsqueeze(1)
+            .expand([cfg.batch as i64, 32 * 32, 3], false)
+            .reshape([-1, 3]);
         let loss = (&nll * &w).sum(Kind::Float) / w.sum(Kind::Float);
         opt.backward_step_clip_norm(&loss, 5.0);
         run_bits += loss.double_value(&[]);
@@ -229,8 +269,16 @@ pub fn train(cfg: &TrainConfig, data: &TrainData, resume: bool, progress: bool) 
         if state.step % cfg.eval_every == 0 || state.step == cfg.steps {
             let val = float_bpsp(&net, &data.cifar_val, device);
             state.seconds = base_seconds + start.elapsed().as_secs_f64();
-            let point = EvalPoint { step: state.step, seconds: state.seconds, train_bpsp: run_bits / run_n.max(1) as f64, val_bpsp: val };
-            let line = format!("step {:>6}  train {:.4}  val {:.4} bpsp  ({:.0} s)", point.step, point.train_bpsp, point.val_bpsp, point.seconds);
+            let point = EvalPoint {
+                step: state.step,
+                seconds: state.seconds,
+                train_bpsp: run_bits / run_n.max(1) as f64,
+                val_bpsp: val,
+            };
+            let line = format!(
+                "step {:>6}  train {:.4}  val {:.4} bpsp  ({:.0} s)",
+                point.step, point.train_bpsp, point.val_bpsp, point.seconds
+            );
             if progress {
                 bar.println(line);
             } else {
@@ -247,7 +295,12 @@ pub fn train(cfg: &TrainConfig, data: &TrainData, resume: bool, progress: bool) 
 
 /// Quantizes the float network, writes `OUT.llifm`, and reports float vs integer NLL on the
 /// validation images.
-pub fn export(net: &PixelCnnFloat, cfg: &TrainConfig, data: &TrainData, device: Device) -> Result<PixelCnnInt> {
+pub fn export(
+    net: &PixelCnnFloat,
+    cfg: &TrainConfig,
+    data: &TrainData,
+    device: Device,
+) -> Result<PixelCnnInt> {
     let model = net.to_int(&cfg.name)?;
     let llifm = path_with(&cfg.out, ".llifm");
     write_atomic(&llifm, &model.to_bytes())?;
@@ -267,12 +320,21 @@ pub fn export(net: &PixelCnnFloat, cfg: &TrainConfig, data: &TrainData, device: 
 
 /// Loads `OUT.ckpt.ot` and exports it (no training).
 pub fn export_checkpoint(cfg: &TrainConfig, data: &TrainData) -> Result<PixelCnnInt> {
-    let device = if cfg.cuda { Device::cuda_if_available() } else { Device::Cpu };
+    let device = if cfg.cuda {
+        Device::cuda_if_available()
+    } else {
+        Device::Cpu
+    };
     let net = load_float(cfg.arch, &path_with(&cfg.out, ".ckpt.ot"), device)?;
     export(&net, cfg, data, device)
 }
 
-fn save_checkpoint(net: &PixelCnnFloat, ckpt: &Path, log_path: &Path, state: &TrainState) -> Result<()> {
+fn save_checkpoint(
+    net: &PixelCnnFloat,
+    ckpt: &Path,
+    log_path: &Path,
+    state: &TrainState,
+) -> Result<()> {
     let tmp = path_with(ckpt, ".tmp");
     net.vs.save(&tmp)?;
     std::fs::rename(&tmp, ckpt).map_err(|e| Error::io(ckpt, e))?;
@@ -282,7 +344,10 @@ fn save_checkpoint(net: &PixelCnnFloat, ckpt: &Path, log_path: &Path, state: &Tr
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
