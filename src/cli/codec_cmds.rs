@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::io::{check_overwrite, read_input, with_extension, Output};
+use super::io::{check_overwrite, choose_output, read_input, Output};
 use llif::{
     decode_image, encode_image_with_stats, read_header, Error, Limits, Model, ModelSet, Result,
 };
@@ -79,12 +79,7 @@ pub struct CompressArgs {
 }
 
 pub fn compress(a: CompressArgs) -> Result<()> {
-    let out = match (&a.output, a.input.as_path() == Path::new("-")) {
-        (Some(p), _) if p == Path::new("-") => Output::Stdout,
-        (Some(p), _) => Output::File(p.clone()),
-        (None, true) => Output::Stdout,
-        (None, false) => Output::File(with_extension(&a.input, "llif")),
-    };
+    let out = choose_output(a.output.as_deref(), &a.input, "llif");
     check_overwrite(&out, a.force)?;
     let model = resolve_model(&a.model.model, &ModelSet::builtin())?;
     let bytes = read_input(&a.input)?;
@@ -145,12 +140,7 @@ fn model_set_with(files: &[PathBuf]) -> Result<ModelSet> {
 }
 
 pub fn decompress(a: DecompressArgs) -> Result<()> {
-    let out = match (&a.output, a.input.as_path() == Path::new("-")) {
-        (Some(p), _) if p == Path::new("-") => Output::Stdout,
-        (Some(p), _) => Output::File(p.clone()),
-        (None, true) => Output::Stdout,
-        (None, false) => Output::File(with_extension(&a.input, "png")),
-    };
+    let out = choose_output(a.output.as_deref(), &a.input, "png");
     check_overwrite(&out, a.force)?;
     let models = model_set_with(&a.model_files)?;
     let bytes = read_input(&a.input)?;

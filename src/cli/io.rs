@@ -102,7 +102,13 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
     Ok(())
 }
 
-/// `dir/name.ext` → `dir/name.NEW` (appending when there is no extension).
-pub fn with_extension(path: &Path, new_ext: &str) -> PathBuf {
-    path.with_extension(new_ext)
+/// The output of a command that turns INPUT into a file of another kind: `-o -` or an input of
+/// `-` means stdout; no `-o` means INPUT with extension `default_ext`.
+pub fn choose_output(output: Option<&Path>, input: &Path, default_ext: &str) -> Output {
+    match output {
+        Some(p) if p == Path::new("-") => Output::Stdout,
+        Some(p) => Output::File(p.to_path_buf()),
+        None if input == Path::new("-") => Output::Stdout,
+        None => Output::File(input.with_extension(default_ext)),
+    }
 }

@@ -168,22 +168,24 @@ impl Arch {
         y: u32,
         out: &mut [i32],
     ) {
+        // Same order as `offsets()`, without allocating: this runs once per pixel.
         let c = self.channels;
-        let mut k = 0;
-        for (dy, dx) in self.offsets() {
-            let (yy, xx) = (y as i64 + dy as i64, x as i64 + dx as i64);
+        let r = self.radius as i64;
+        let rows_above = (-r..0).flat_map(|dy| (-r..=r).map(move |dx| (dy, dx)));
+        let row_left = (-r..0).map(|dx| (0, dx));
+        for (k, (dy, dx)) in rows_above.chain(row_left).enumerate() {
+            let slot = &mut out[k * (c + 1)..(k + 1) * (c + 1)];
+            let (yy, xx) = (y as i64 + dy, x as i64 + dx);
             if yy >= 0 && xx >= 0 && xx < width as i64 && yy < height as i64 {
                 let base = (yy as usize * width as usize + xx as usize) * c;
                 for ch in 0..c {
-                    out[k + ch] = ctx[base + ch] as i32 - 128;
+                    slot[ch] = ctx[base + ch] as i32 - 128;
                 }
-                out[k + c] = fixed::INPUT_BOUND as i32;
+                slot[c] = fixed::INPUT_BOUND as i32;
             } else {
-                out[k..k + c + 1].fill(0);
+                slot.fill(0);
             }
-            k += c + 1;
         }
-        let _ = height;
     }
 }
 

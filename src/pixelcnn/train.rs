@@ -22,7 +22,7 @@ use super::float_model::{images_to_tensor, PixelCnnFloat, PixelCnnTch};
 use super::int_model::PixelCnnInt;
 use crate::coding::{LogisticMixture, QuantizedCdf};
 use crate::error::{Error, Result};
-use crate::image::{ChannelLayout, Image};
+use crate::image::Image;
 
 /// Everything that determines a training run (saved with checkpoints; the model card quotes the
 /// command that produced it).
@@ -360,9 +360,4 @@ pub fn load_float(arch: Arch, ckpt: &Path, device: Device) -> Result<PixelCnnFlo
     let mut net = PixelCnnFloat::new(arch, device)?;
     net.vs.load(ckpt)?;
     Ok(net)
-}
-
-/// Whether an image is usable for training: RGB or gray, at least 32×32.
-pub fn usable(img: &Image) -> bool {
-    img.layout() != ChannelLayout::GrayAlpha && img.width() >= 32 && img.height() >= 32
 }
