@@ -62,6 +62,10 @@ pub struct PixelCnnArgs {
     /// Train on CUDA when available.
     #[arg(long)]
     cuda: bool,
+    /// Compute the hidden layers' matmuls in bf16 (f32 master weights, loss and output
+    /// layer; validation stays f32). Several times faster on CPUs with AVX-512 BF16.
+    #[arg(long)]
+    bf16: bool,
     /// Model name recorded in the model file (default: OUT's file name).
     #[arg(long)]
     name: Option<String>,
@@ -105,6 +109,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
                 gray_fraction: a.gray_fraction,
                 eval_every: a.eval_every,
                 cuda: a.cuda,
+                bf16: a.bf16,
             };
             let data = TrainData::load(&data_dir)?;
             eprintln!(

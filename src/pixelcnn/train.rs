@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::arch::Arch;
-use super::float_model::{images_to_tensor, PixelCnnFloat, PixelCnnTch};
+use super::float_model::{images_to_tensor, PixelCnnFloat, PixelCnnTch, Precision};
 use super::int_model::PixelCnnInt;
 use crate::coding::{LogisticMixture, QuantizedCdf};
 use crate::error::{Error, Result};
@@ -44,6 +44,8 @@ pub struct TrainConfig {
     /// Validate and checkpoint every this many steps.
     pub eval_every: usize,
     pub cuda: bool,
+    /// Train with the hidden layers' matmuls in bf16 ([`Precision::Bf16Hidden`]).
+    pub bf16: bool,
 }
 
 /// The training log written next to the model.
@@ -243,16 +245,24 @@ pub fn train(
     let start = Instant::now();
     let base_seconds = state.seconds;
     let (mut run_bits, mut run_n) = (0.0, 0usize);
+    let first_step = state.step;
     while state.step < cfg.steps {
-        // Linear warm-up over 300 steps, then cosine decay to 2% of the peak.
+        // Linear warm-up over 300 steps, then cosine decay to 2% of the peak. A resumed run
+        // warms up again: Adam's moments start from zero, and a full-size first step from
+        // fresh moments undoes much of what the checkpoint had learned.
         let s = state.step as f64;
-        let warm = (s / 300.0).min(1.0);
+        let warm = ((state.step - first_step) as f64 / 300.0).min(1.0);
         let cos = 0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * s / cfg.steps as f64).cos());
         opt.set_lr(cfg.lr * warm * cos);
         let (images, weights) = make_batch(data, cfg, &mut rng);
         let images = images.to_device(device);
         let weights = weights.to_device(device);
-        let nll = net.nll_bits(&images); // [B·32·32, 3]
+        let precision = if cfg.bf16 {
+            Precision::Bf16Hidden
+        } else {
+            Precision::F32
+        };
+        let nll = net.nll_bits_in(&images, precision); // [B·32·32, 3]
         let w = weights
             .unsqueeze(1)
             .expand([cfg.batch as i64, 32 * 32, 3], false)
