@@ -67,62 +67,68 @@ fn write_golden_files() {
         std::fs::write(d.join("tiny-v1.id"), format!("{}\n", m.id)).unwrap();
     }
     let tiny = Model::from_file(&model_path).unwrap();
-    let v1 = ModelSet::builtin()
-        .find("pixelcnn-r3h192-v1")
-        .expect("shipped model pixelcnn-r3h192-v1");
-    let cases: Vec<(&str, Image, &Model)> = vec![
+    let mut cases: Vec<(String, Image, Model)> = vec![
         (
-            "v1-pixelcnn-rgb-1x1",
+            "v1-pixelcnn-rgb-1x1".into(),
             synthetic_image(1, 1, ChannelLayout::Rgb, 0, 1),
-            &tiny,
+            tiny.clone(),
         ),
         (
-            "v1-pixelcnn-gray-5x3",
+            "v1-pixelcnn-gray-5x3".into(),
             synthetic_image(5, 3, ChannelLayout::Gray, 30, 2),
-            &tiny,
+            tiny.clone(),
         ),
         (
-            "v1-pixelcnn-rgba-7x4",
+            "v1-pixelcnn-rgba-7x4".into(),
             synthetic_image(7, 4, ChannelLayout::Rgba, 30, 3),
-            &tiny,
+            tiny.clone(),
         ),
         (
-            "v1-pixelcnn-grayalpha-8x8",
+            "v1-pixelcnn-grayalpha-8x8".into(),
             synthetic_image(8, 8, ChannelLayout::GrayAlpha, 30, 4),
-            &tiny,
+            tiny.clone(),
         ),
         (
-            "v1-pixelcnn-rgb-32x32",
+            "v1-pixelcnn-rgb-32x32".into(),
             synthetic_image(32, 32, ChannelLayout::Rgb, 12, 5),
-            &tiny,
+            tiny.clone(),
         ),
         (
-            "v1-stored-rgb-3x2",
+            "v1-stored-rgb-3x2".into(),
             synthetic_image(3, 2, ChannelLayout::Rgb, 50, 6),
-            &Model::Stored,
-        ),
-        (
-            "v1-pixelcnn-r3h192-v1-rgb-32x32",
-            synthetic_image(32, 32, ChannelLayout::Rgb, 12, 7),
-            &v1,
-        ),
-        (
-            "v1-pixelcnn-r3h192-v1-gray-9x7",
-            synthetic_image(9, 7, ChannelLayout::Gray, 25, 8),
-            &v1,
-        ),
-        (
-            "v1-pixelcnn-r3h192-v1-rgba-6x5",
-            synthetic_image(6, 5, ChannelLayout::Rgba, 25, 9),
-            &v1,
+            Model::Stored,
         ),
     ];
+    // Every model that has shipped in the binary gets files of its own (the seeds of the
+    // first one's files are 7, 8, 9; each later model continues the sequence).
+    let shipped = ["pixelcnn-r3h192-v1", "pixelcnn-r3h192-v2"];
+    for (k, name) in shipped.iter().enumerate() {
+        let model = ModelSet::builtin()
+            .find(name)
+            .unwrap_or_else(|| panic!("shipped model {name} is built in"));
+        let seed = 7 + 3 * k as u64;
+        cases.push((
+            format!("v1-{name}-rgb-32x32"),
+            synthetic_image(32, 32, ChannelLayout::Rgb, 12, seed),
+            model.clone(),
+        ));
+        cases.push((
+            format!("v1-{name}-gray-9x7"),
+            synthetic_image(9, 7, ChannelLayout::Gray, 25, seed + 1),
+            model.clone(),
+        ));
+        cases.push((
+            format!("v1-{name}-rgba-6x5"),
+            synthetic_image(6, 5, ChannelLayout::Rgba, 25, seed + 2),
+            model,
+        ));
+    }
     for (name, img, model) in cases {
         let llif_path = d.join(format!("{name}.llif"));
         if llif_path.exists() {
             continue; // never regenerate
         }
-        std::fs::write(&llif_path, encode_image(&img, model).unwrap()).unwrap();
+        std::fs::write(&llif_path, encode_image(&img, &model).unwrap()).unwrap();
         llif::corpus::write_image_file(&img, &d.join(format!("{name}.png"))).unwrap();
     }
 }

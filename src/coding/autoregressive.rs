@@ -15,7 +15,7 @@ pub trait AutoregressiveModel {
     type Dist: QuantizedCdf;
 
     /// Number of samples the model will code in all.
-    fn len(&self) -> usize;
+    fn sample_count(&self) -> usize;
 
     /// Appends the next group to `out` (cleared first) and returns `Ok(false)`, with `out`
     /// empty, once every sample was handed out.
@@ -39,10 +39,10 @@ pub fn encode_autoregressive<M: AutoregressiveModel>(
     model: &mut M,
     samples: &[u8],
 ) -> Result<(Vec<u8>, CodingStats)> {
-    if samples.len() != model.len() {
+    if samples.len() != model.sample_count() {
         return Err(Error::InvalidImage(format!(
             "model expects {} samples, got {}",
-            model.len(),
+            model.sample_count(),
             samples.len()
         )));
     }
@@ -83,7 +83,7 @@ pub fn decode_autoregressive<M: AutoregressiveModel>(
     model: &mut M,
     payload: &[u8],
 ) -> Result<Vec<u8>> {
-    let n = model.len();
+    let n = model.sample_count();
     let mut out = vec![0u8; n];
     let mut seen = vec![false; n];
     let mut dec = RangeDecoder::new(payload)?;

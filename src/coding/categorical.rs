@@ -26,6 +26,7 @@ impl Categorical {
         cdf.push(0);
         for (x, &w) in weights.iter().enumerate() {
             acc += w as u128;
+            #[allow(clippy::manual_checked_ops)] // the two cases read as the spec states them
             let scaled = if total == 0 {
                 mass * (x as u128 + 1) / n as u128
             } else {

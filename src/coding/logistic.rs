@@ -129,6 +129,7 @@ impl LogisticMixture {
     /// `logits`, `means`, `log_scales`: one entry per component (1 to [`MAX_COMPONENTS`]), each
     /// in 2^-16 units. Any `i32` values are accepted (they are clamped), so a corrupt or
     /// adversarial model can produce a bad distribution but never a panic.
+    #[allow(clippy::needless_range_loop)] // j indexes five parallel arrays, as in the spec
     pub fn from_params(logits: &[i32], means: &[i32], log_scales: &[i32]) -> LogisticMixture {
         let t = tables();
         let k = logits

@@ -87,6 +87,7 @@ impl IntLinear {
     }
 
     /// The definition: straight loops in `i64`. `x.len() == inputs`, `y.len() == outputs`.
+    #[allow(clippy::needless_range_loop)] // index loops are the point of the reference
     pub fn forward_reference(&self, x: &[i32], y: &mut [i32]) {
         for o in 0..self.outputs {
             let mut acc = self.bias[o] as i64;

@@ -92,8 +92,7 @@ impl PixelCnnFloat {
                 mask_tensor(rows, cols, |o, j| arch.mask_output(o, j), device)
             };
             // He initialization over the unmasked fan-in; the output layer starts small.
-            let fan_in =
-                (f64::from(mask.sum(Kind::Float).double_value(&[])) / rows as f64).max(1.0);
+            let fan_in = (mask.sum(Kind::Float).double_value(&[]) / rows as f64).max(1.0);
             let std = if l < n - 1 {
                 (2.0 / fan_in).sqrt()
             } else {

@@ -46,6 +46,9 @@ pub struct PixelState {
     cat: Vec<i32>,
 }
 
+/// Which inputs an output may see (`arch.mask_*`), for one layer.
+type MaskFn<'a> = Box<dyn Fn(usize, usize) -> bool + 'a>;
+
 impl PixelCnnInt {
     pub fn arch(&self) -> &Arch {
         &self.meta.arch
@@ -122,7 +125,7 @@ impl PixelCnnInt {
         let hidden_bound = vec![fixed::ACT_MAX as i64; a.hidden];
         for (l, layer) in self.layers.iter().enumerate() {
             let last = l == a.hidden_layers + 1;
-            let (bound, mask): (Vec<i64>, Box<dyn Fn(usize, usize) -> bool>) = if l == 0 {
+            let (bound, mask): (Vec<i64>, MaskFn) = if l == 0 {
                 (input_bound.clone(), Box::new(|o, i| a.mask_first(o, i)))
             } else if !last {
                 (hidden_bound.clone(), Box::new(|o, i| a.mask_hidden(o, i)))

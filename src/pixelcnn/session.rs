@@ -92,7 +92,7 @@ impl<'m> PixelCnnSession<'m> {
 impl AutoregressiveModel for PixelCnnSession<'_> {
     type Dist = LogisticMixture;
 
-    fn len(&self) -> usize {
+    fn sample_count(&self) -> usize {
         self.width as usize * self.height as usize * self.stride
     }
 
