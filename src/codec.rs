@@ -13,10 +13,16 @@ use crate::pixelcnn::{self, PixelCnnInt};
 /// The models compiled into llif, `(name, model file)`, the default first (cards in
 /// `models/README.md`). A model that has shipped stays in this list, so every file written with
 /// it keeps decoding; a better model is added in front.
-pub const BUILTIN_MODELS: &[(&str, &[u8])] = &[(
-    "pixelcnn-r3h192-v1",
-    include_bytes!("../models/pixelcnn-r3h192-v1.llifm"),
-)];
+pub const BUILTIN_MODELS: &[(&str, &[u8])] = &[
+    (
+        "pixelcnn-r3h192-v2",
+        include_bytes!("../models/pixelcnn-r3h192-v2.llifm"),
+    ),
+    (
+        "pixelcnn-r3h192-v1",
+        include_bytes!("../models/pixelcnn-r3h192-v1.llifm"),
+    ),
+];
 /// The default model's file.
 pub const DEFAULT_PIXELCNN: &[u8] = BUILTIN_MODELS[0].1;
 /// Alias of the default model.

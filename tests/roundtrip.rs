@@ -85,6 +85,11 @@ fn every_builtin_model_is_valid_and_round_trips() {
     let models = ModelSet::builtin();
     assert_eq!(models.iter().count(), llif::codec::BUILTIN_MODELS.len());
     assert!(models.find("default").is_some());
+    // Files name their model by id, so two built-in models must never share one.
+    let mut ids: Vec<_> = models.iter().map(|(_, m)| m.id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), llif::codec::BUILTIN_MODELS.len());
     let img = synthetic_image(6, 5, ChannelLayout::Rgba, 9, 77);
     for (name, model) in models.iter() {
         let bytes = encode_image(&img, model).unwrap();
