@@ -99,11 +99,12 @@ fn write_golden_files() {
             Model::Stored,
         ),
     ];
-    // Every model that has shipped in the binary gets files of its own (the seeds of the
-    // first one's files are 7, 8, 9; each later model continues the sequence).
-    let shipped = ["pixelcnn-r3h192-v1", "pixelcnn-r3h192-v2"];
-    for (k, name) in shipped.iter().enumerate() {
-        let model = ModelSet::builtin()
+    // Every model that has shipped in the binary gets files of its own. New models go in
+    // front of BUILTIN_MODELS, so its reverse is the shipping order; the first model's seeds
+    // are 7, 8, 9 and each later one continues the sequence.
+    let builtin = ModelSet::builtin();
+    for (k, (name, _)) in llif::codec::BUILTIN_MODELS.iter().rev().enumerate() {
+        let model = builtin
             .find(name)
             .unwrap_or_else(|| panic!("shipped model {name} is built in"));
         let seed = 7 + 3 * k as u64;

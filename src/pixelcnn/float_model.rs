@@ -135,13 +135,9 @@ impl PixelCnnFloat {
         gather(&self.arch, &x, 1.0)
     }
 
-    /// Mixture parameters `[N, channels · 3K]` in real units, computed in `f32`.
-    pub fn forward(&self, images: &Tensor) -> Tensor {
-        self.forward_in(images, Precision::F32)
-    }
-
-    /// Mixture parameters `[N, channels · 3K]`, with the hidden layers' matmuls in `precision`.
-    pub fn forward_in(&self, images: &Tensor, precision: Precision) -> Tensor {
+    /// Mixture parameters `[N, channels · 3K]` in real units, with the hidden layers' matmuls
+    /// in `precision`.
+    pub fn forward(&self, images: &Tensor, precision: Precision) -> Tensor {
         let input = self.inputs(images);
         let n = self.weights.len();
         let mut h = input.shallow_clone();
@@ -164,14 +160,10 @@ impl PixelCnnFloat {
         Tensor::cat(&[h, input], 1).matmul(&w.tr()) + &self.biases[n - 1]
     }
 
-    /// Negative log-likelihood in bits of each sample: `[N, channels]`, in `f32`.
-    pub fn nll_bits(&self, images: &Tensor) -> Tensor {
-        self.nll_bits_in(images, Precision::F32)
-    }
-
-    /// [`Self::nll_bits`] with the hidden layers' matmuls in `precision` (for training).
-    pub fn nll_bits_in(&self, images: &Tensor, precision: Precision) -> Tensor {
-        let params = self.forward_in(images, precision);
+    /// Negative log-likelihood in bits of each sample, `[N, channels]` `f32`, with the hidden
+    /// layers' matmuls in `precision`.
+    pub fn nll_bits(&self, images: &Tensor, precision: Precision) -> Tensor {
+        let params = self.forward(images, precision);
         let (b, c, h, w) = images.size4().expect("[B, C, H, W]");
         let targets = images
             .permute([0, 2, 3, 1])
@@ -373,8 +365,8 @@ mod tests {
         tch::manual_seed(3);
         let net = PixelCnnFloat::new(arch, Device::Cpu).unwrap();
         let images = Tensor::randint(256, [2, 3, 8, 8], (Kind::Uint8, Device::Cpu));
-        let f32_nll = net.nll_bits_in(&images, Precision::F32);
-        let bf16_nll = net.nll_bits_in(&images, Precision::Bf16Hidden);
+        let f32_nll = net.nll_bits(&images, Precision::F32);
+        let bf16_nll = net.nll_bits(&images, Precision::Bf16Hidden);
         assert_eq!(bf16_nll.kind(), Kind::Float);
         let mean_f32 = f32_nll.mean(Kind::Double).double_value(&[]);
         let mean_bf16 = bf16_nll.mean(Kind::Double).double_value(&[]);
@@ -382,8 +374,8 @@ mod tests {
             (mean_f32 - mean_bf16).abs() < 0.01 * mean_f32,
             "f32 {mean_f32} vs bf16 {mean_bf16}"
         );
-        let p32 = net.forward_in(&images, Precision::F32);
-        let p16 = net.forward_in(&images, Precision::Bf16Hidden);
+        let p32 = net.forward(&images, Precision::F32);
+        let p16 = net.forward(&images, Precision::Bf16Hidden);
         let diff = (p32 - p16).abs().max().double_value(&[]);
         assert!(diff > 0.0, "bf16 path computed in f32");
         assert!(diff < 0.05, "parameters differ by {diff}");

@@ -164,7 +164,7 @@ pub fn float_bpsp(net: &PixelCnnFloat, images: &[Image], device: Device) -> f64 
     for chunk in images.chunks(100) {
         let refs: Vec<&[u8]> = chunk.iter().map(|i| i.data()).collect();
         let t = images_to_tensor(&refs, chunk[0].height(), chunk[0].width()).to_device(device);
-        let nll = net.nll_bits(&t);
+        let nll = net.nll_bits(&t, Precision::F32);
         bits += nll.sum(Kind::Double).double_value(&[]);
         count += nll.numel();
     }
@@ -246,6 +246,11 @@ pub fn train(
     let base_seconds = state.seconds;
     let (mut run_bits, mut run_n) = (0.0, 0usize);
     let first_step = state.step;
+    let precision = if cfg.bf16 {
+        Precision::Bf16Hidden
+    } else {
+        Precision::F32
+    };
     while state.step < cfg.steps {
         // Linear warm-up over 300 steps, then cosine decay to 2% of the peak. A resumed run
         // warms up again: Adam's moments start from zero, and a full-size first step from
@@ -257,12 +262,7 @@ pub fn train(
         let (images, weights) = make_batch(data, cfg, &mut rng);
         let images = images.to_device(device);
         let weights = weights.to_device(device);
-        let precision = if cfg.bf16 {
-            Precision::Bf16Hidden
-        } else {
-            Precision::F32
-        };
-        let nll = net.nll_bits_in(&images, precision); // [B·32·32, 3]
+        let nll = net.nll_bits(&images, precision); // [B·32·32, 3]
         let w = weights
             .unsqueeze(1)
             .expand([cfg.batch as i64, 32 * 32, 3], false)
