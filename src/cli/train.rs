@@ -66,6 +66,11 @@ pub struct PixelCnnArgs {
     /// layer; validation stays f32). Several times faster on CPUs with AVX-512 BF16.
     #[arg(long)]
     bf16: bool,
+    /// Keep an exponential moving average of the weights with this decay (e.g. 0.9995),
+    /// validate it alongside the live weights, and export it. Resumes from OUT.ema.ckpt.ot
+    /// when that exists, else starts from the live weights.
+    #[arg(long)]
+    ema: Option<f64>,
     /// Model name recorded in the model file (default: OUT's file name).
     #[arg(long)]
     name: Option<String>,
@@ -90,6 +95,13 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "pixelcnn".into())
             });
+            if let Some(d) = a.ema {
+                if !(d > 0.0 && d < 1.0) {
+                    return Err(Error::Usage(format!(
+                        "--ema {d}: the decay must lie in (0, 1)"
+                    )));
+                }
+            }
             let cfg = TrainConfig {
                 arch: Arch {
                     radius: a.radius,
@@ -110,6 +122,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
                 eval_every: a.eval_every,
                 cuda: a.cuda,
                 bf16: a.bf16,
+                ema: a.ema,
             };
             let data = TrainData::load(&data_dir)?;
             eprintln!(

@@ -46,6 +46,11 @@ pub struct TrainConfig {
     pub cuda: bool,
     /// Train with the hidden layers' matmuls in bf16 ([`Precision::Bf16Hidden`]).
     pub bf16: bool,
+    /// Decay of an exponential moving average of the weights (Polyak averaging, as in
+    /// PixelCNN++), e.g. `0.9995`. When set, validation also reports the averaged network,
+    /// `OUT.ema.ckpt.ot` holds it, and it is what gets exported.
+    #[serde(default)]
+    pub ema: Option<f64>,
 }
 
 /// The training log written next to the model.
@@ -62,6 +67,9 @@ pub struct EvalPoint {
     pub seconds: f64,
     pub train_bpsp: f64,
     pub val_bpsp: f64,
+    /// Validation NLL of the weight average (runs with `ema`; absent in older logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_ema_bpsp: Option<f64>,
 }
 
 /// Training data in memory.
@@ -197,6 +205,65 @@ pub fn int_bpsp(model: &PixelCnnInt, images: &[Image], device: Device) -> Result
     Ok(bits / count as f64)
 }
 
+/// An exponential moving average of a network's weights, kept in a second network of the same
+/// architecture (so it validates and exports like any other).
+struct WeightAverage {
+    net: PixelCnnFloat,
+    decay: f64,
+    /// (average, live) pairs, matched by variable name.
+    pairs: Vec<(Tensor, Tensor)>,
+    /// Updates since the average was started: the effective decay ramps up as
+    /// `(1 + n) / (10 + n)` so that a fresh average is not dominated by its starting point.
+    /// `None` for an average resumed from its checkpoint, which takes the full decay at once.
+    updates: Option<usize>,
+}
+
+impl WeightAverage {
+    /// Loads the average from `ckpt` if it exists, else starts it at the live weights.
+    fn new(live: &PixelCnnFloat, decay: f64, ckpt: &Path, device: Device) -> Result<Self> {
+        let mut net = PixelCnnFloat::new(live.arch, device)?;
+        let updates = if ckpt.exists() {
+            net.vs.load(ckpt)?;
+            eprintln!("resuming the weight average from {}", ckpt.display());
+            None
+        } else {
+            net.vs.copy(&live.vs)?;
+            Some(0)
+        };
+        let live_vars = live.vs.variables();
+        let mut pairs = Vec::new();
+        for (name, avg) in net.vs.variables() {
+            let cur = live_vars
+                .get(&name)
+                .ok_or_else(|| Error::Torch(format!("weight average: no variable {name}")))?;
+            pairs.push((avg, cur.shallow_clone()));
+        }
+        Ok(WeightAverage {
+            net,
+            decay,
+            pairs,
+            updates,
+        })
+    }
+
+    fn update(&mut self) {
+        let d = match self.updates.as_mut() {
+            Some(n) => {
+                let ramp = (1 + *n) as f64 / (10 + *n) as f64;
+                *n += 1;
+                self.decay.min(ramp)
+            }
+            None => self.decay,
+        };
+        tch::no_grad(|| {
+            for (avg, cur) in &mut self.pairs {
+                // avg ← d·avg + (1 − d)·cur
+                let _ = avg.g_mul_scalar_(d).g_add_(&(cur.detach() * (1.0 - d)));
+            }
+        });
+    }
+}
+
 fn path_with(out: &Path, ext: &str) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
     s.push(ext);
@@ -227,6 +294,11 @@ pub fn train(
             .map_err(|e| Error::Usage(format!("{}: {e}", log_path.display())))?;
         eprintln!("resuming from step {} ({})", state.step, ckpt.display());
     }
+    let ema_ckpt = path_with(&cfg.out, ".ema.ckpt.ot");
+    let mut average = match cfg.ema {
+        Some(decay) => Some(WeightAverage::new(&net, decay, &ema_ckpt, device)?),
+        None => None,
+    };
     let mut opt = tch::nn::Adam::default().build(&net.vs, cfg.lr)?;
     let mut rng =
         StdRng::seed_from_u64(cfg.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -269,6 +341,9 @@ pub fn train(
             .reshape([-1, 3]);
         let loss = (&nll * &w).sum(Kind::Float) / w.sum(Kind::Float);
         opt.backward_step_clip_norm(&loss, 5.0);
+        if let Some(avg) = average.as_mut() {
+            avg.update();
+        }
         run_bits += loss.double_value(&[]);
         run_n += 1;
         state.step += 1;
@@ -278,15 +353,20 @@ pub fn train(
         }
         if state.step % cfg.eval_every == 0 || state.step == cfg.steps {
             let val = float_bpsp(&net, &data.cifar_val, device);
+            let val_ema = average
+                .as_ref()
+                .map(|a| float_bpsp(&a.net, &data.cifar_val, device));
             state.seconds = base_seconds + start.elapsed().as_secs_f64();
             let point = EvalPoint {
                 step: state.step,
                 seconds: state.seconds,
                 train_bpsp: run_bits / run_n.max(1) as f64,
                 val_bpsp: val,
+                val_ema_bpsp: val_ema,
             };
+            let ema_note = val_ema.map_or(String::new(), |v| format!("  ema {v:.4}"));
             let line = format!(
-                "step {:>6}  train {:.4}  val {:.4} bpsp  ({:.0} s)",
+                "step {:>6}  train {:.4}  val {:.4}{ema_note} bpsp  ({:.0} s)",
                 point.step, point.train_bpsp, point.val_bpsp, point.seconds
             );
             if progress {
@@ -296,11 +376,19 @@ pub fn train(
             }
             state.history.push(point);
             (run_bits, run_n) = (0.0, 0);
+            if let Some(avg) = &average {
+                // Before the live checkpoint and log, so a log never names a step whose
+                // average was not saved.
+                save_varstore(&avg.net, &ema_ckpt)?;
+            }
             save_checkpoint(&net, &ckpt, &log_path, &state)?;
         }
     }
     bar.finish_and_clear();
-    export(&net, cfg, data, device)
+    match &average {
+        Some(avg) => export(&avg.net, cfg, data, device),
+        None => export(&net, cfg, data, device),
+    }
 }
 
 /// Quantizes the float network, writes `OUT.llifm`, and reports float vs integer NLL on the
@@ -328,15 +416,28 @@ pub fn export(
     Ok(model)
 }
 
-/// Loads `OUT.ckpt.ot` and exports it (no training).
+/// Loads `OUT.ckpt.ot` (or, for a run with `ema`, `OUT.ema.ckpt.ot`) and exports it (no
+/// training).
 pub fn export_checkpoint(cfg: &TrainConfig, data: &TrainData) -> Result<PixelCnnInt> {
     let device = if cfg.cuda {
         Device::cuda_if_available()
     } else {
         Device::Cpu
     };
-    let net = load_float(cfg.arch, &path_with(&cfg.out, ".ckpt.ot"), device)?;
+    let ext = if cfg.ema.is_some() {
+        ".ema.ckpt.ot"
+    } else {
+        ".ckpt.ot"
+    };
+    let net = load_float(cfg.arch, &path_with(&cfg.out, ext), device)?;
     export(&net, cfg, data, device)
+}
+
+/// Saves a network's weights to a temporary file, then renames it over `path`.
+fn save_varstore(net: &PixelCnnFloat, path: &Path) -> Result<()> {
+    let tmp = path_with(path, ".tmp");
+    net.vs.save(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 fn save_checkpoint(
@@ -345,9 +446,7 @@ fn save_checkpoint(
     log_path: &Path,
     state: &TrainState,
 ) -> Result<()> {
-    let tmp = path_with(ckpt, ".tmp");
-    net.vs.save(&tmp)?;
-    std::fs::rename(&tmp, ckpt).map_err(|e| Error::io(ckpt, e))?;
+    save_varstore(net, ckpt)?;
     let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Usage(e.to_string()))?;
     write_atomic(log_path, &json)
 }
@@ -370,4 +469,72 @@ pub fn load_float(arch: Arch, ckpt: &Path, device: Device) -> Result<PixelCnnFlo
     let mut net = PixelCnnFloat::new(arch, device)?;
     net.vs.load(ckpt)?;
     Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights(net: &PixelCnnFloat) -> Vec<f64> {
+        let mut vars: Vec<(String, Tensor)> = net.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars.iter()
+            .flat_map(|(_, t)| {
+                Vec::<f64>::try_from(t.flatten(0, -1).to_kind(Kind::Double)).unwrap()
+            })
+            .collect()
+    }
+
+    /// The average follows `avg ← d·avg + (1 − d)·live` with the ramped decay, variable by
+    /// variable (matched by name, not by position), and leaves the live weights alone.
+    #[test]
+    fn weight_average_follows_its_recurrence() {
+        let arch = crate::testing::tiny_arch();
+        tch::manual_seed(5);
+        let live = PixelCnnFloat::new(arch, Device::Cpu).unwrap();
+        let start = weights(&live);
+        let missing = std::env::temp_dir().join("llif-no-such-average.ot");
+        let mut avg = WeightAverage::new(&live, 0.5, &missing, Device::Cpu).unwrap();
+        assert_eq!(
+            weights(&avg.net),
+            start,
+            "a fresh average starts at the live weights"
+        );
+
+        // Move the live weights by +1 everywhere, then update three times.
+        tch::no_grad(|| {
+            for (_, mut t) in live.vs.variables() {
+                let _ = t.g_add_scalar_(1.0);
+            }
+        });
+        let mut expect_shift = 0.0;
+        for n in 0..3usize {
+            avg.update();
+            let d = 0.5f64.min((1 + n) as f64 / (10 + n) as f64);
+            expect_shift = d * expect_shift + (1.0 - d);
+        }
+        for (a, s) in weights(&avg.net).iter().zip(&start) {
+            assert!(
+                (a - (s + expect_shift)).abs() < 1e-5,
+                "{a} vs {}",
+                s + expect_shift
+            );
+        }
+        for (l, s) in weights(&live).iter().zip(&start) {
+            assert!((l - (s + 1.0)).abs() < 1e-6);
+        }
+
+        // Resumed from its checkpoint, the average takes the full decay at once (no ramp,
+        // which would pull it most of the way back to the live weights).
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("avg.ema.ckpt.ot");
+        save_varstore(&avg.net, &ckpt).unwrap();
+        let mut resumed = WeightAverage::new(&live, 0.5, &ckpt, Device::Cpu).unwrap();
+        assert_eq!(weights(&resumed.net), weights(&avg.net));
+        resumed.update();
+        let shift = 0.5 * expect_shift + 0.5;
+        for (a, s) in weights(&resumed.net).iter().zip(&start) {
+            assert!((a - (s + shift)).abs() < 1e-5, "{a} vs {}", s + shift);
+        }
+    }
 }
