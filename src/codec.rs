@@ -15,6 +15,10 @@ use crate::pixelcnn::{self, PixelCnnInt};
 /// it keeps decoding; a better model is added in front.
 pub const BUILTIN_MODELS: &[(&str, &[u8])] = &[
     (
+        "pixelcnn-r3h192-v3",
+        include_bytes!("../models/pixelcnn-r3h192-v3.llifm"),
+    ),
+    (
         "pixelcnn-r3h192-v2",
         include_bytes!("../models/pixelcnn-r3h192-v2.llifm"),
     ),
