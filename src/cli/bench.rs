@@ -1,5 +1,6 @@
 //! `llif bench`: every codec on every image, one file per image, verified, timed.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -45,7 +46,7 @@ pub struct BenchArgs {
     /// Write per-image rows as CSV here.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Hide progress.
+    /// Hide progress (shown only when stderr is a terminal).
     #[arg(short, long)]
     quiet: bool,
 }
@@ -111,7 +112,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         &codecs,
         BenchOptions {
             parallel: !a.sequential,
-            progress: !a.quiet,
+            // A `\r`-redrawn counter only makes sense on a terminal; in logs and CI output
+            // it would be one long line.
+            progress: !a.quiet && std::io::stderr().is_terminal(),
         },
     )?;
     if !a.quiet {
