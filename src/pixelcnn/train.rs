@@ -219,16 +219,23 @@ struct WeightAverage {
 }
 
 impl WeightAverage {
-    /// Loads the average from `ckpt` if it exists, else starts it at the live weights.
-    fn new(live: &PixelCnnFloat, decay: f64, ckpt: &Path, device: Device) -> Result<Self> {
-        let mut net = PixelCnnFloat::new(live.arch, device)?;
-        let updates = if ckpt.exists() {
-            net.vs.load(ckpt)?;
-            eprintln!("resuming the weight average from {}", ckpt.display());
-            None
-        } else {
-            net.vs.copy(&live.vs)?;
-            Some(0)
+    /// Resumes the average from `resume_from`, or starts it at the live weights.
+    fn new(
+        live: &PixelCnnFloat,
+        decay: f64,
+        resume_from: Option<&Path>,
+        device: Device,
+    ) -> Result<Self> {
+        let (net, updates) = match resume_from {
+            Some(ckpt) => {
+                eprintln!("resuming the weight average from {}", ckpt.display());
+                (load_float(live.arch, ckpt, device)?, None)
+            }
+            None => {
+                let mut net = PixelCnnFloat::new(live.arch, device)?;
+                net.vs.copy(&live.vs)?;
+                (net, Some(0))
+            }
         };
         let live_vars = live.vs.variables();
         let mut pairs = Vec::new();
@@ -257,8 +264,8 @@ impl WeightAverage {
         };
         tch::no_grad(|| {
             for (avg, cur) in &mut self.pairs {
-                // avg ← d·avg + (1 − d)·cur
-                let _ = avg.g_mul_scalar_(d).g_add_(&(cur.detach() * (1.0 - d)));
+                // avg ← d·avg + (1 − d)·cur, in place
+                let _ = avg.lerp_(cur, 1.0 - d);
             }
         });
     }
@@ -296,7 +303,12 @@ pub fn train(
     }
     let ema_ckpt = path_with(&cfg.out, ".ema.ckpt.ot");
     let mut average = match cfg.ema {
-        Some(decay) => Some(WeightAverage::new(&net, decay, &ema_ckpt, device)?),
+        Some(decay) => {
+            // Only a resumed run continues a saved average; a fresh run must not pick up one
+            // left behind by an earlier run under the same name.
+            let resume_from = (resume && ckpt.exists() && ema_ckpt.exists()).then_some(&*ema_ckpt);
+            Some(WeightAverage::new(&net, decay, resume_from, device)?)
+        }
         None => None,
     };
     let mut opt = tch::nn::Adam::default().build(&net.vs, cfg.lr)?;
@@ -493,8 +505,7 @@ mod tests {
         tch::manual_seed(5);
         let live = PixelCnnFloat::new(arch, Device::Cpu).unwrap();
         let start = weights(&live);
-        let missing = std::env::temp_dir().join("llif-no-such-average.ot");
-        let mut avg = WeightAverage::new(&live, 0.5, &missing, Device::Cpu).unwrap();
+        let mut avg = WeightAverage::new(&live, 0.5, None, Device::Cpu).unwrap();
         assert_eq!(
             weights(&avg.net),
             start,
@@ -529,7 +540,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ckpt = dir.path().join("avg.ema.ckpt.ot");
         save_varstore(&avg.net, &ckpt).unwrap();
-        let mut resumed = WeightAverage::new(&live, 0.5, &ckpt, Device::Cpu).unwrap();
+        let mut resumed = WeightAverage::new(&live, 0.5, Some(&ckpt), Device::Cpu).unwrap();
         assert_eq!(weights(&resumed.net), weights(&avg.net));
         resumed.update();
         let shift = 0.5 * expect_shift + 0.5;
