@@ -1,4 +1,5 @@
-//! Gives the `llif` binaries an rpath to libtorch, so they run without `LD_LIBRARY_PATH`.
+//! Gives the library's tests, examples and benches an rpath to libtorch (feature `torch`), so they
+//! run without `LD_LIBRARY_PATH`. The `llif-train` program has its own (`train/build.rs`).
 //!
 //! torch-sys links libtorch dynamically but sets no rpath on the final binary; it exports the
 //! library folder to direct dependents as `DEP_TCH_LIBTORCH_LIB` (its `links = "tch"` key).

@@ -1,50 +1,72 @@
 //! The embedding API: models, encode an image to `.llif` bytes, decode bytes back, inspect a
 //! header. No global state; every type here is `Send + Sync`, so one [`ModelSet`] can serve
 //! many threads.
+//!
+//! The codec knows no family: it reaches each one through [`FamilyModel`]
+//! ([`crate::family`]), and the `stored` family is the fallback when a model would cost more
+//! than the raw samples.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
+use crate::family::{self, FamilyModel, StoredModel};
 use crate::format::{self, CodecFamily, Header, Limits, ModelId, FORMAT_VERSION};
 use crate::image::Image;
-use crate::pixelcnn::{self, PixelCnnInt};
 
-/// The models compiled into llif, `(name, model file)`, the default first (cards in
-/// `models/README.md`). A model that has shipped stays in this list, so every file written with
-/// it keeps decoding; a better model is added in front.
-pub const BUILTIN_MODELS: &[(&str, &[u8])] = &[
-    (
-        "pixelcnn-r3h192-v3",
-        include_bytes!("../models/pixelcnn-r3h192-v3.llifm"),
-    ),
-    (
-        "pixelcnn-r3h192-v2",
-        include_bytes!("../models/pixelcnn-r3h192-v2.llifm"),
-    ),
-    (
-        "pixelcnn-r3h192-v1",
-        include_bytes!("../models/pixelcnn-r3h192-v1.llifm"),
-    ),
+/// A model compiled into llif.
+#[derive(Clone, Copy, Debug)]
+pub struct BuiltinModel {
+    pub name: &'static str,
+    /// The model file (`models/NAME.llifm`).
+    pub file: &'static [u8],
+    /// Its card's headline figures (`models/README.md`).
+    pub headline: &'static str,
+}
+
+/// The models compiled into llif, best first (cards in `models/README.md`). A model that has
+/// shipped stays in this list, so every file written with it keeps decoding; a better model is
+/// added in front. `default` is the first; a family name picks the first of that family.
+pub const BUILTIN_MODELS: &[BuiltinModel] = &[
+    BuiltinModel {
+        name: "pixelcnn-r3h192-v3",
+        file: include_bytes!("../models/pixelcnn-r3h192-v3.llifm"),
+        headline: "CIFAR-10 test 3.594 bpsp, photos/test 3.384 bpsp",
+    },
+    BuiltinModel {
+        name: "pixelcnn-r3h192-v2",
+        file: include_bytes!("../models/pixelcnn-r3h192-v2.llifm"),
+        headline: "CIFAR-10 test 3.616 bpsp, photos/test 3.397 bpsp",
+    },
+    BuiltinModel {
+        name: "pixelcnn-r3h192-v1",
+        file: include_bytes!("../models/pixelcnn-r3h192-v1.llifm"),
+        headline: "CIFAR-10 test 3.707 bpsp, photos/test 3.451 bpsp",
+    },
 ];
 /// The default model's file.
-pub const DEFAULT_PIXELCNN: &[u8] = BUILTIN_MODELS[0].1;
+pub const DEFAULT_PIXELCNN: &[u8] = BUILTIN_MODELS[0].file;
 /// Alias of the default model.
 pub const DEFAULT_MODEL_NAME: &str = "default";
 
-/// A model that can code images.
+/// A model that can code images: one model of one family, shared cheaply (`Arc`).
 #[derive(Clone, Debug)]
-pub enum Model {
-    /// No model: samples stored as they are (8 bits each). Useful as a baseline and in tests.
-    Stored,
-    /// An integer-exact local PixelCNN.
-    PixelCnn(Arc<PixelCnnInt>),
-}
+pub struct Model(Arc<dyn FamilyModel>);
 
 impl Model {
-    /// Parses a model file (any family llif knows).
+    /// Wraps a family's model.
+    pub fn new<M: FamilyModel + 'static>(model: M) -> Model {
+        Model(Arc::new(model))
+    }
+
+    /// No model: samples stored as they are (8 bits each).
+    pub fn stored() -> Model {
+        Model::new(StoredModel)
+    }
+
+    /// Parses a model file of any family this build knows ([`family::parse_model`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
-        Ok(Model::PixelCnn(Arc::new(PixelCnnInt::from_bytes(bytes)?)))
+        family::parse_model(bytes)
     }
 
     pub fn from_file(path: &Path) -> Result<Model> {
@@ -52,33 +74,59 @@ impl Model {
         Model::from_bytes(&bytes)
     }
 
-    pub fn family(&self) -> CodecFamily {
-        match self {
-            Model::Stored => CodecFamily::Stored,
-            Model::PixelCnn(_) => CodecFamily::PixelCnn,
-        }
+    /// The family's model behind this handle.
+    pub fn family_model(&self) -> &dyn FamilyModel {
+        &*self.0
     }
 
-    /// The id written into files; `None` for [`Model::Stored`].
+    pub fn family(&self) -> CodecFamily {
+        self.0.family()
+    }
+
+    /// The id written into files; `None` for `stored`.
     pub fn id(&self) -> Option<ModelId> {
-        match self {
-            Model::Stored => None,
-            Model::PixelCnn(m) => Some(m.id),
-        }
+        self.0.id()
     }
 
     pub fn name(&self) -> String {
-        match self {
-            Model::Stored => "stored".into(),
-            Model::PixelCnn(m) => m.meta.name.clone(),
-        }
+        self.0.name().to_string()
     }
 }
 
 /// The models a decoder may use, found by the id in a file's header.
+///
+/// The built-in models are parsed lazily: a decoder that needs one model parses (and
+/// validates) only that one, so starting up costs no more than the file in hand needs.
 #[derive(Clone, Debug, Default)]
 pub struct ModelSet {
-    models: Vec<(String, Model)>,
+    models: Vec<Entry>,
+}
+
+/// A model of a set: given, or a built-in model file parsed on first use.
+#[derive(Clone, Debug)]
+struct Entry {
+    name: String,
+    file: Option<&'static [u8]>,
+    id: OnceLock<Option<ModelId>>,
+    model: OnceLock<Model>,
+}
+
+impl Entry {
+    fn model(&self) -> &Model {
+        self.model.get_or_init(|| match self.file {
+            Some(bytes) => Model::from_bytes(bytes).expect("embedded models are valid (tested)"),
+            None => unreachable!("a given model is set when the entry is made"),
+        })
+    }
+
+    /// The id without parsing the model: a built-in file's id is the hash of its bytes.
+    fn id(&self) -> Option<ModelId> {
+        *self.id.get_or_init(|| match (self.model.get(), self.file) {
+            (Some(m), _) => m.id(),
+            (None, Some(bytes)) => Some(ModelId::of_bytes(bytes)),
+            (None, None) => None,
+        })
+    }
 }
 
 impl ModelSet {
@@ -89,39 +137,54 @@ impl ModelSet {
 
     /// The models compiled into llif, the default first (also found as `default`).
     pub fn builtin() -> ModelSet {
-        let mut set = ModelSet::empty();
-        for (name, bytes) in BUILTIN_MODELS {
-            set.add(
-                name,
-                Model::from_bytes(bytes).expect("embedded models are valid (tested)"),
-            );
-        }
-        set
+        let models = BUILTIN_MODELS
+            .iter()
+            .map(|b| Entry {
+                name: b.name.to_string(),
+                file: Some(b.file),
+                id: OnceLock::new(),
+                model: OnceLock::new(),
+            })
+            .collect();
+        ModelSet { models }
     }
 
     /// Adds a model under `name` (later lookups by name find the first one added).
     pub fn add(&mut self, name: &str, model: Model) {
-        self.models.push((name.to_string(), model));
+        self.models.push(Entry {
+            name: name.to_string(),
+            file: None,
+            id: OnceLock::new(),
+            model: OnceLock::from(model),
+        });
     }
 
     /// The default model: the first one added.
     pub fn default_model(&self) -> Option<&Model> {
-        self.models.first().map(|(_, m)| m)
+        self.models.first().map(Entry::model)
     }
 
-    /// A model by name, by model id (8 hex digits), or `stored`.
+    /// A model by name, by family (`pixelcnn`, `flow`, `vae`: the first model of that family,
+    /// which for the built-in set is the best shipped one), by model id (8 hex digits),
+    /// `default`, or `stored`.
     pub fn find(&self, key: &str) -> Option<Model> {
         if key == "stored" {
-            return Some(Model::Stored);
+            return Some(Model::stored());
         }
         if key == DEFAULT_MODEL_NAME {
             return self.default_model().cloned();
         }
-        if let Some((_, m)) = self
-            .models
-            .iter()
-            .find(|(n, m)| n == key || m.name() == key)
-        {
+        if let Some(family) = CodecFamily::from_name(key) {
+            return self
+                .iter()
+                .map(|(_, m)| m)
+                .find(|m| m.family() == family)
+                .cloned();
+        }
+        if let Some(e) = self.models.iter().find(|e| e.name == key) {
+            return Some(e.model().clone());
+        }
+        if let Some((_, m)) = self.iter().find(|(_, m)| m.name() == key) {
             return Some(m.clone());
         }
         let id: ModelId = key.parse().ok()?;
@@ -131,13 +194,13 @@ impl ModelSet {
     pub fn by_id(&self, id: ModelId) -> Option<&Model> {
         self.models
             .iter()
-            .map(|(_, m)| m)
-            .find(|m| m.id() == Some(id))
+            .find(|e| e.id() == Some(id))
+            .map(Entry::model)
     }
 
-    /// `(name, model)` pairs.
+    /// `(name, model)` pairs (parses every built-in model).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Model)> {
-        self.models.iter().map(|(n, m)| (n.as_str(), m))
+        self.models.iter().map(|e| (e.name.as_str(), e.model()))
     }
 }
 
@@ -146,19 +209,24 @@ impl ModelSet {
 pub struct Encoded {
     /// The complete `.llif` file.
     pub bytes: Vec<u8>,
+    /// The family the file was written with: the model's, or `stored` when the model's payload
+    /// would have been larger than the samples.
+    pub family: CodecFamily,
     /// The model's ideal code length of the samples in bits (Σ −log2 p); `None` for `stored`.
     pub ideal_bits: Option<f64>,
+    /// Size of the file the model would have written, when `stored` was written instead.
+    pub model_bytes_refused: Option<usize>,
     pub header_bytes: usize,
 }
 
-/// Encodes `image` with `model` into a complete `.llif` file.
+/// Encodes `image` with `model` into a complete `.llif` file, never larger than the `stored`
+/// file of the same image.
 pub fn encode_image(image: &Image, model: &Model) -> Result<Vec<u8>> {
     Ok(encode_image_with_stats(image, model)?.bytes)
 }
 
-/// [`encode_image`], also returning the model's ideal code length.
-pub fn encode_image_with_stats(image: &Image, model: &Model) -> Result<Encoded> {
-    let header = Header {
+fn header_for(image: &Image, model: &dyn FamilyModel) -> Header {
+    Header {
         version: FORMAT_VERSION,
         family: model.family(),
         layout: image.layout(),
@@ -166,19 +234,66 @@ pub fn encode_image_with_stats(image: &Image, model: &Model) -> Result<Encoded> 
         width: image.width(),
         height: image.height(),
         check: 0,
-    };
-    let (payload, ideal_bits) = match model {
-        Model::Stored => (image.data().to_vec(), None),
-        Model::PixelCnn(m) => {
-            let (payload, stats) = pixelcnn::encode_payload(m, image)?;
-            (payload, Some(stats.ideal_bits))
+    }
+}
+
+/// How to encode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EncodeOptions {
+    /// Write the `stored` family when the model's file would be larger than the stored one
+    /// (default `true`). Off, the model's file is written whatever its size: for measuring a
+    /// model, and for tests that must exercise a family's payload.
+    pub stored_fallback: bool,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            stored_fallback: true,
         }
-    };
+    }
+}
+
+impl EncodeOptions {
+    pub fn with_stored_fallback(mut self, on: bool) -> Self {
+        self.stored_fallback = on;
+        self
+    }
+}
+
+/// [`encode_image`], also returning the model's ideal code length and which family was written.
+pub fn encode_image_with_stats(image: &Image, model: &Model) -> Result<Encoded> {
+    encode_image_with(image, model, &EncodeOptions::default())
+}
+
+/// Encodes with `options`. With the stored fallback on (the default), when the model's file
+/// would be larger than the `stored` file (raw samples, a header without model id), the
+/// `stored` file is written instead: no image ever costs more than 8 bits per sample plus the
+/// header.
+pub fn encode_image_with(image: &Image, model: &Model, options: &EncodeOptions) -> Result<Encoded> {
+    let m = model.family_model();
+    let payload = m.encode(image)?;
+    let header = header_for(image, m);
     let header_bytes = header.to_bytes().len();
+    let bytes = format::assemble(header, image.data(), &payload.bytes);
+    let stored_len = header_for(image, &StoredModel).to_bytes().len() + image.samples();
+    if !options.stored_fallback || m.family() == CodecFamily::Stored || bytes.len() <= stored_len {
+        return Ok(Encoded {
+            bytes,
+            family: m.family(),
+            ideal_bits: payload.ideal_bits,
+            model_bytes_refused: None,
+            header_bytes,
+        });
+    }
+    let stored_header = header_for(image, &StoredModel);
     Ok(Encoded {
-        bytes: format::assemble(header, image.data(), &payload),
-        ideal_bits,
-        header_bytes,
+        header_bytes: stored_header.to_bytes().len(),
+        bytes: format::assemble(stored_header, image.data(), image.data()),
+        family: CodecFamily::Stored,
+        ideal_bits: payload.ideal_bits,
+        model_bytes_refused: Some(bytes.len()),
     })
 }
 
@@ -187,38 +302,54 @@ pub fn read_header(bytes: &[u8], limits: &Limits) -> Result<Header> {
     Ok(Header::parse(bytes, limits)?.header)
 }
 
+/// The model a file needs, from `models` (or the built-in `stored`).
+fn model_for(h: &Header, models: &ModelSet) -> Result<Model> {
+    if h.family == CodecFamily::Stored {
+        return Ok(Model::stored());
+    }
+    if !family::is_supported(h.family) {
+        return Err(Error::UnsupportedFamily(h.family.to_string()));
+    }
+    let id = h
+        .model
+        .ok_or_else(|| Error::Internal("a model family's header without model id".into()))?;
+    let model = models
+        .by_id(id)
+        .ok_or_else(|| Error::UnknownModel(id.to_string()))?;
+    if model.family() != h.family {
+        return Err(Error::InvalidHeader(format!(
+            "the file says {} but model {id} is a {} model",
+            h.family,
+            model.family()
+        )));
+    }
+    Ok(model.clone())
+}
+
 /// Decodes a `.llif` file, using `models` to find the model its header names.
+///
+/// Checks, in order: the header against `limits` (before any allocation), that this build has
+/// the file's family and model, the model's working memory against `limits`, then decodes and
+/// verifies the CRC-32, so a wrong decode is an error, never a picture.
 pub fn decode_image(bytes: &[u8], models: &ModelSet, limits: &Limits) -> Result<Image> {
     let file = Header::parse(bytes, limits)?;
     let h = file.header;
-    let samples = match h.family {
-        CodecFamily::Stored => {
-            if file.payload.len() as u64 != h.samples() {
-                return Err(Error::CorruptPayload(format!(
-                    "stored payload has {} bytes, the image {}",
-                    file.payload.len(),
-                    h.samples()
-                )));
-            }
-            file.payload.to_vec()
-        }
-        CodecFamily::PixelCnn => {
-            let id = h
-                .model
-                .ok_or_else(|| Error::InvalidHeader("pixelcnn file without model id".into()))?;
-            let model = match models.by_id(id) {
-                Some(Model::PixelCnn(m)) => m.clone(),
-                _ => return Err(Error::UnknownModel(id.to_string())),
-            };
-            pixelcnn::decode_payload(&model, h.width, h.height, h.layout, file.payload)?
-        }
-        CodecFamily::Flow | CodecFamily::Vae => {
-            return Err(Error::InvalidHeader(format!(
-                "codec family {} is reserved",
-                h.family
-            )))
-        }
-    };
+    let model = model_for(&h, models)?;
+    let memory = model
+        .family_model()
+        .working_memory(h.width, h.height, h.layout);
+    limits.check_working_memory(memory)?;
+    let samples = model.family_model().decode(&h, file.payload)?;
+    if samples.len() as u64 != h.samples() {
+        return Err(Error::Internal(format!(
+            "{} decoder returned {} samples for a {}x{} {} image",
+            h.family,
+            samples.len(),
+            h.width,
+            h.height,
+            h.layout.name()
+        )));
+    }
     format::verify_check(&file, &samples)?;
     Image::new(h.width, h.height, h.layout, samples)
 }

@@ -106,31 +106,79 @@ pub fn parse_cifar(bytes: &[u8], limit: Option<usize>) -> Result<Vec<CifarImage>
 /// Reads an image file through the `image` crate (format guessed from the content, then the
 /// extension). Only 8-bit gray, gray+alpha, RGB and RGBA are accepted; see [`dynamic_to_image`].
 pub fn read_image_file(path: &Path) -> Result<Image> {
-    let reader = ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    let decoded = reader
-        .decode()
-        .map_err(|e| Error::ImageFile(format!("{}: {e}", path.display())))?;
-    dynamic_to_image(decoded).map_err(|e| match e {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_image_bytes(&bytes).map_err(|e| match e {
         Error::Unsupported(msg) => Error::Unsupported(format!("{}: {msg}", path.display())),
+        Error::ImageFile(msg) => Error::ImageFile(format!("{}: {msg}", path.display())),
         other => other,
     })
 }
 
-/// Decodes an image held in memory (e.g. read from stdin); the format is guessed from the content.
+/// Refuses inputs whose pixels are the output of a lossy decoder: JPEG and lossy WebP.
+///
+/// llif reproduces the samples it is given; for a lossy file those are one decoder's
+/// approximation (decoders differ in IDCT, upsampling and colour conversion), so "lossless"
+/// would promise something the user cannot check against the file they have.
+fn refuse_lossy(bytes: &[u8]) -> Result<()> {
+    let why =
+        "llif stores exact pixels, and a lossy file's pixels are one decoder's approximation \
+               of it; convert it to PNG first if those are the pixels you want to keep";
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Err(Error::Unsupported(format!("JPEG input is refused: {why}")));
+    }
+    if bytes.len() >= 16 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        // Chunks after the 12-byte RIFF header: fourcc, u32 LE size, data padded to even.
+        let mut pos = 12usize;
+        while pos + 8 <= bytes.len() {
+            let fourcc = &bytes[pos..pos + 4];
+            if fourcc == b"VP8 " {
+                return Err(Error::Unsupported(format!(
+                    "lossy WebP input is refused: {why}"
+                )));
+            }
+            let len = u32::from_le_bytes([
+                bytes[pos + 4],
+                bytes[pos + 5],
+                bytes[pos + 6],
+                bytes[pos + 7],
+            ]);
+            pos = pos
+                .saturating_add(8)
+                .saturating_add(len as usize + (len as usize & 1));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes an image held in memory (e.g. read from stdin); the format is guessed from the
+/// content. Lossless formats only (PNG, PNM, BMP, TIFF, QOI, lossless WebP, GIF); JPEG and lossy
+/// WebP are refused ([`Error::Unsupported`]), and so are animated GIFs (only their first frame
+/// would be kept).
 pub fn decode_image_bytes(bytes: &[u8]) -> Result<Image> {
+    refuse_lossy(bytes)?;
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(Error::IoOther)?;
-    if reader.format().is_none() {
-        return Err(Error::ImageFile("unrecognised image format".into()));
+    let format = reader
+        .format()
+        .ok_or_else(|| Error::ImageFile("unrecognised image format".into()))?;
+    if format == image::ImageFormat::Gif && gif_frames(bytes)? > 1 {
+        return Err(Error::Unsupported(
+            "animated GIF input is refused: llif codes one image, and the other frames would be lost".into(),
+        ));
     }
     let decoded = reader
         .decode()
         .map_err(|e| Error::ImageFile(e.to_string()))?;
     dynamic_to_image(decoded)
+}
+
+/// Number of frames of a GIF, counting at most 2.
+fn gif_frames(bytes: &[u8]) -> Result<usize> {
+    use image::AnimationDecoder;
+    let decoder = image::codecs::gif::GifDecoder::new(Cursor::new(bytes))
+        .map_err(|e| Error::ImageFile(e.to_string()))?;
+    Ok(decoder.into_frames().take(2).count())
 }
 
 /// Maps a decoded image onto an [`Image`] without changing any sample.

@@ -1,4 +1,6 @@
-//! Typed errors, split by who is at fault: the input data, the caller, the model set, or I/O.
+//! Typed errors, split by who is at fault: the input file, this build, the caller, a model,
+//! llif itself, or the environment. [`Error::kind`] names the fault; the CLI maps each kind to
+//! its own exit code.
 
 use std::path::PathBuf;
 
@@ -6,7 +8,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in llif. Library functions never panic on bad input; they
 /// return one of these.
+///
+/// The enum is `#[non_exhaustive]`: later versions add variants (new families bring new ways to
+/// fail), so match on [`Error::kind`] where only the class of fault matters.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     // ---- the input bytes are not a valid .llif file (the file's fault) ----
     /// The first bytes are not the `.llif` magic.
@@ -31,6 +37,12 @@ pub enum Error {
     /// The file was written by a newer format version.
     #[error("unsupported llif format version {0} (this build reads version {max})", max = crate::format::FORMAT_VERSION)]
     UnsupportedVersion(u8),
+    /// The file (or a model file) is of a codec family this build does not implement: a newer
+    /// llif, or a build with the family left out, can read it.
+    #[error(
+        "unsupported codec family {0}: this build of llif cannot decode it (a newer version may)"
+    )]
+    UnsupportedFamily(String),
     /// The file needs a model this build does not have.
     #[error("unknown model {0}: the file was written with a model this build does not have")]
     UnknownModel(String),
@@ -42,7 +54,7 @@ pub enum Error {
     /// An image buffer that does not describe a valid image.
     #[error("invalid image: {0}")]
     InvalidImage(String),
-    /// A request the codec cannot serve (e.g. a model that does not support a layout).
+    /// A request the codec cannot serve (e.g. an input format llif does not take).
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// A bad argument (CLI or API).
@@ -56,6 +68,12 @@ pub enum Error {
     /// Failure inside libtorch (training, tch inference).
     #[error("torch: {0}")]
     Torch(String),
+
+    // ---- llif itself ----
+    /// A broken invariant inside llif (e.g. a model schedule that skipped a sample): a bug to
+    /// report, never the input's or the caller's fault.
+    #[error("internal error (a bug in llif, please report it): {0}")]
+    Internal(String),
 
     // ---- the environment ----
     #[error("{path}: {source}")]
@@ -73,7 +91,48 @@ pub enum Error {
     ImageFile(String),
 }
 
+/// Who is at fault, for callers that react by class (and for the CLI's exit codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input is damaged or not llif at all.
+    CorruptInput,
+    /// A valid input this build cannot handle: newer format version, unknown family or model.
+    Unsupported,
+    /// The input is larger than the caller's [`crate::Limits`] allow.
+    LimitExceeded,
+    /// A bad argument, image buffer or request.
+    Caller,
+    /// A model file that cannot be used, or a failure inside libtorch.
+    Model,
+    /// A bug in llif.
+    Internal,
+    /// I/O and other failures of the environment.
+    Environment,
+}
+
 impl Error {
+    /// The class of fault.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::BadMagic
+            | Error::Truncated(_)
+            | Error::InvalidHeader(_)
+            | Error::CorruptPayload(_)
+            | Error::ChecksumMismatch { .. } => ErrorKind::CorruptInput,
+            Error::UnsupportedVersion(_) | Error::UnsupportedFamily(_) | Error::UnknownModel(_) => {
+                ErrorKind::Unsupported
+            }
+            Error::LimitExceeded(_) => ErrorKind::LimitExceeded,
+            Error::InvalidImage(_) | Error::Unsupported(_) | Error::Usage(_) => ErrorKind::Caller,
+            Error::InvalidModel(_) | Error::Torch(_) => ErrorKind::Model,
+            Error::Internal(_) => ErrorKind::Internal,
+            Error::Io { .. } | Error::IoOther(_) | Error::Failed(_) | Error::ImageFile(_) => {
+                ErrorKind::Environment
+            }
+        }
+    }
+
     /// Attaches a path to an I/O error.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -84,17 +143,11 @@ impl Error {
 
     /// True when the error says the input file is damaged or not llif at all.
     pub fn is_corrupt_input(&self) -> bool {
-        matches!(
-            self,
-            Error::BadMagic
-                | Error::Truncated(_)
-                | Error::InvalidHeader(_)
-                | Error::CorruptPayload(_)
-                | Error::ChecksumMismatch { .. }
-        )
+        self.kind() == ErrorKind::CorruptInput
     }
 }
 
+#[cfg(feature = "torch")]
 impl From<tch::TchError> for Error {
     fn from(e: tch::TchError) -> Self {
         Error::Torch(e.to_string())

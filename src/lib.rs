@@ -21,6 +21,14 @@
 //! # Ok::<(), llif::Error>(())
 //! ```
 //!
+//! ## Features
+//!
+//! - `torch` (default): training and the libtorch evaluators (exact f64 paths, CUDA encoding).
+//!   Without it llif compiles no C++ and links no libtorch; encoding and decoding are pure Rust
+//!   either way. Embed with `llif = { version = "0.1", default-features = false }`.
+//! - `binaries` (default): the `llif` and `llif-train` programs and the classical codecs of the
+//!   bench (oxipng, libwebp).
+//!
 //! Where things are: `STRUCTURE.md` in the repository maps the modules and the data flow from
 //! pixels to bits; [`format`] holds the file format specification.
 
@@ -29,17 +37,22 @@ pub mod codec;
 pub mod coding;
 pub mod corpus;
 pub mod error;
+pub mod family;
 pub mod format;
 pub mod image;
 pub mod intnet;
+pub mod model_file;
 pub mod pixelcnn;
+#[cfg(feature = "torch")]
 pub mod runtime;
 #[doc(hidden)]
 pub mod testing;
 
 pub use codec::{
-    decode_image, encode_image, encode_image_with_stats, read_header, Model, ModelSet,
+    decode_image, encode_image, encode_image_with, encode_image_with_stats, read_header,
+    EncodeOptions, Encoded, Model, ModelSet,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
+pub use family::FamilyModel;
 pub use format::{CodecFamily, Header, Limits, ModelId};
 pub use image::{ChannelLayout, Image};

@@ -1,12 +1,12 @@
 //! Helpers for tests, benches and examples: small real models with random weights and
-//! synthetic images. Not part of the stable API.
+//! synthetic images. Pure Rust (no libtorch), so `cargo test --no-default-features` covers the
+//! codec. Not part of the stable API.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tch::{Device, Tensor};
 
 use crate::image::{ChannelLayout, Image};
-use crate::pixelcnn::float_model::PixelCnnFloat;
+use crate::pixelcnn::quantize::quantize_pixelcnn;
 use crate::pixelcnn::{Arch, PixelCnnInt};
 
 /// A small architecture for tests (fast in debug builds).
@@ -21,20 +21,65 @@ pub fn tiny_arch() -> Arch {
 }
 
 /// A real (quantized, validated) PixelCNN with random weights: exercises every code path of
-/// the trained ones, and its distributions are far from uniform.
+/// the trained ones, and its distributions are far from uniform. Weights are drawn like the
+/// trainer's initialization (He-scaled over the unmasked fan-in, a small output layer), with
+/// noisy biases so that units and mixture components differ.
 pub fn random_pixelcnn(arch: Arch, seed: u64) -> PixelCnnInt {
-    tch::manual_seed(seed as i64);
-    let net = PixelCnnFloat::new(arch, Device::Cpu).expect("valid test architecture");
-    tch::no_grad(|| {
-        for (name, mut v) in net.vs.variables() {
-            if name.starts_with('b') {
-                let noise = Tensor::randn(v.size(), (tch::Kind::Float, Device::Cpu)) * 0.3;
-                let _ = v.g_add_(&noise);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (d, h, o) = (arch.input_len(), arch.hidden, arch.outputs());
+    let mut shapes = vec![(h, d)];
+    shapes.extend(std::iter::repeat((h, h)).take(arch.hidden_layers));
+    shapes.push((o, h + d));
+    let n = shapes.len();
+    let mut layers = Vec::with_capacity(n);
+    for (l, &(rows, cols)) in shapes.iter().enumerate() {
+        let visible = |u: usize, i: usize| {
+            if l == 0 {
+                arch.mask_first(u, i)
+            } else if l < n - 1 {
+                arch.mask_hidden(u, i)
+            } else {
+                arch.mask_output(u, i)
+            }
+        };
+        let fan_in = ((0..rows)
+            .map(|u| (0..cols).filter(|&i| visible(u, i)).count())
+            .sum::<usize>() as f64
+            / rows as f64)
+            .max(1.0);
+        let std = if l < n - 1 {
+            (2.0 / fan_in).sqrt()
+        } else {
+            0.1 / fan_in.sqrt()
+        };
+        // Uniform on ±√3·std has standard deviation std.
+        let a = 3f64.sqrt() * std;
+        let mut w = vec![0f32; rows * cols];
+        for u in 0..rows {
+            for i in 0..cols {
+                if visible(u, i) {
+                    w[u * cols + i] = rng.gen_range(-a..a) as f32;
+                }
             }
         }
-    });
-    net.to_int(&format!("random-{seed}"))
-        .expect("random model quantizes")
+        let bias: Vec<f32> = (0..rows)
+            .map(|u| {
+                let log_scale =
+                    l == n - 1 && (u % arch.params_per_channel()) / arch.components == 2;
+                let base = if log_scale { 3.0 } else { 0.0 };
+                base + rng.gen_range(-0.5..0.5f32)
+            })
+            .collect();
+        layers.push((w, bias));
+    }
+    quantize_pixelcnn(arch, &format!("random-{seed}"), &layers).expect("random model quantizes")
+}
+
+/// Encodes with `model`'s own family whatever the size (no `stored` fallback), so tests
+/// exercise the family's payload even where a random model does worse than 8 bits a sample.
+pub fn encode_with_model(image: &Image, model: &crate::Model) -> crate::Result<Vec<u8>> {
+    let options = crate::EncodeOptions::default().with_stored_fallback(false);
+    Ok(crate::encode_image_with(image, model, &options)?.bytes)
 }
 
 /// A synthetic image: smooth gradients plus noise (`noise` = amplitude in levels).

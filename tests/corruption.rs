@@ -1,15 +1,13 @@
 //! Damaged files give typed errors: never a panic, never silently wrong pixels.
 //! Every truncation of valid files, and thousands of seeded random byte flips.
 
-use std::sync::Arc;
-
-use llif::testing::{random_pixelcnn, synthetic_image, tiny_arch};
+use llif::testing::{encode_with_model, random_pixelcnn, synthetic_image, tiny_arch};
 use llif::{decode_image, encode_image, ChannelLayout, Image, Limits, Model, ModelSet};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 fn setup() -> (Vec<(Image, Vec<u8>)>, ModelSet) {
-    let model = Model::PixelCnn(Arc::new(random_pixelcnn(tiny_arch(), 21)));
+    let model = Model::new(random_pixelcnn(tiny_arch(), 21));
     let mut models = ModelSet::empty();
     models.add("tiny", model.clone());
     let mut files = Vec::new();
@@ -23,8 +21,8 @@ fn setup() -> (Vec<(Image, Vec<u8>)>, ModelSet) {
     .enumerate()
     {
         let img = synthetic_image(w, h, layout, 20, i as u64);
-        files.push((img.clone(), encode_image(&img, &model).unwrap()));
-        files.push((img.clone(), encode_image(&img, &Model::Stored).unwrap()));
+        files.push((img.clone(), encode_with_model(&img, &model).unwrap()));
+        files.push((img.clone(), encode_image(&img, &Model::stored()).unwrap()));
     }
     (files, models)
 }

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use llif::testing::{random_pixelcnn, synthetic_image, tiny_arch};
-use llif::{decode_image, encode_image, ChannelLayout, Image, Limits, Model, ModelSet};
+use llif::testing::{encode_with_model, random_pixelcnn, synthetic_image, tiny_arch};
+use llif::{decode_image, ChannelLayout, Image, Limits, Model, ModelSet};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -96,14 +96,19 @@ fn write_golden_files() {
         (
             "v1-stored-rgb-3x2".into(),
             synthetic_image(3, 2, ChannelLayout::Rgb, 50, 6),
-            Model::Stored,
+            Model::stored(),
         ),
     ];
     // Every model that has shipped in the binary gets files of its own. New models go in
     // front of BUILTIN_MODELS, so its reverse is the shipping order; the first model's seeds
     // are 7, 8, 9 and each later one continues the sequence.
     let builtin = ModelSet::builtin();
-    for (k, (name, _)) in llif::codec::BUILTIN_MODELS.iter().rev().enumerate() {
+    for (k, name) in llif::codec::BUILTIN_MODELS
+        .iter()
+        .rev()
+        .map(|b| b.name)
+        .enumerate()
+    {
         let model = builtin
             .find(name)
             .unwrap_or_else(|| panic!("shipped model {name} is built in"));
@@ -129,7 +134,7 @@ fn write_golden_files() {
         if llif_path.exists() {
             continue; // never regenerate
         }
-        std::fs::write(&llif_path, encode_image(&img, &model).unwrap()).unwrap();
+        std::fs::write(&llif_path, encode_with_model(&img, &model).unwrap()).unwrap();
         llif::corpus::write_image_file(&img, &d.join(format!("{name}.png"))).unwrap();
     }
 }

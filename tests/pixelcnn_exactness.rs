@@ -1,11 +1,14 @@
 //! The integer PixelCNN computes bit-identical parameters in all its engines — the plain-Rust
 //! reference (straight i64 loops), the incremental engine the codec uses, and libtorch in f64 —
 //! for any batch size and thread count. This is what makes a file decode on another machine.
+//! Without the `torch` feature the libtorch engine is left out and the other two are compared.
 
+#[cfg(feature = "torch")]
 use llif::pixelcnn::float_model::{images_to_tensor, PixelCnnTch};
 use llif::pixelcnn::{Arch, PixelCnnInt};
 use llif::testing::{noise_image, random_pixelcnn, synthetic_image, tiny_arch};
 use llif::{ChannelLayout, Image};
+#[cfg(feature = "torch")]
 use tch::Device;
 
 /// Parameters of every pixel and channel from the reference: `[pixel][channel · 3K]`.
@@ -41,6 +44,7 @@ fn engine_all(model: &PixelCnnInt, img: &Image) -> Vec<Vec<i32>> {
     out
 }
 
+#[cfg(feature = "torch")]
 fn tch_all(model: &PixelCnnInt, imgs: &[&Image], device: Device) -> Vec<Vec<i32>> {
     let refs: Vec<&[u8]> = imgs.iter().map(|i| i.data()).collect();
     let t = images_to_tensor(&refs, imgs[0].height(), imgs[0].width());
@@ -58,10 +62,16 @@ fn check_all_engines(model: &PixelCnnInt, imgs: &[Image]) {
     for (img, r) in imgs.iter().zip(&reference) {
         assert_eq!(&engine_all(model, img), r, "engine vs reference on {img:?}");
     }
+    #[cfg(feature = "torch")]
+    check_tch_engine(model, imgs, &reference);
+}
+
+#[cfg(feature = "torch")]
+fn check_tch_engine(model: &PixelCnnInt, imgs: &[Image], reference: &[Vec<Vec<i32>>]) {
     for threads in [1, 2] {
         tch::set_num_threads(threads);
         // Batch of 1: each image alone.
-        for (img, r) in imgs.iter().zip(&reference) {
+        for (img, r) in imgs.iter().zip(reference) {
             assert_eq!(
                 &tch_all(model, &[img], Device::Cpu),
                 r,
@@ -124,10 +134,7 @@ fn default_model_engines_agree_on_real_cifar_images() {
         eprintln!("skipping: {} not found", path.display());
         return;
     }
-    let Ok(llif::Model::PixelCnn(model)) = llif::Model::from_bytes(llif::codec::DEFAULT_PIXELCNN)
-    else {
-        panic!("default model")
-    };
+    let model = PixelCnnInt::from_bytes(llif::codec::DEFAULT_PIXELCNN).expect("default model");
     // Evaluating is fine on the test set (training on it is not).
     let imgs: Vec<Image> = llif::corpus::read_cifar(&path, Some(3))
         .unwrap()
@@ -141,6 +148,7 @@ fn default_model_engines_agree_on_real_cifar_images() {
 /// equal the CPU's and the plain-Rust reference's, bit for bit. Since the codec's distributions
 /// are a function of these parameters alone, a GPU encoder and a CPU decoder agree. Skips (with
 /// a message) without CUDA.
+#[cfg(feature = "torch")]
 #[test]
 fn cuda_matches_cpu_when_available() {
     if !llif::runtime::cuda_available() {

@@ -1,9 +1,11 @@
 //! The round-trip law, for every codec and layout, from 1×1 images upward: decode(encode(x)) == x,
 //! with the file's check verified, and encoder/decoder running with different thread counts.
 
-use llif::testing::{noise_image, random_pixelcnn, synthetic_image, tiny_arch};
-use llif::{decode_image, encode_image, ChannelLayout, Image, Limits, Model, ModelSet};
-use std::sync::Arc;
+use llif::testing::{encode_with_model, noise_image, random_pixelcnn, synthetic_image, tiny_arch};
+use llif::{
+    decode_image, encode_image, encode_image_with_stats, ChannelLayout, CodecFamily, Image, Limits,
+    Model, ModelSet,
+};
 
 const LAYOUTS: [ChannelLayout; 4] = [
     ChannelLayout::Gray,
@@ -47,7 +49,7 @@ fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
 fn stored_round_trips() {
     let models = ModelSet::empty();
     for img in images() {
-        let bytes = encode_image(&img, &Model::Stored).unwrap();
+        let bytes = encode_image(&img, &Model::stored()).unwrap();
         assert_eq!(
             decode_image(&bytes, &models, &Limits::default()).unwrap(),
             img
@@ -57,12 +59,12 @@ fn stored_round_trips() {
 
 #[test]
 fn pixelcnn_round_trips_every_layout_and_size_across_thread_counts() {
-    let model = Model::PixelCnn(Arc::new(random_pixelcnn(tiny_arch(), 3)));
+    let model = Model::new(random_pixelcnn(tiny_arch(), 3));
     let mut models = ModelSet::empty();
     models.add("tiny", model.clone());
     for img in images() {
-        let bytes = in_pool(1, || encode_image(&img, &model)).unwrap();
-        let again = in_pool(2, || encode_image(&img, &model)).unwrap();
+        let bytes = in_pool(1, || encode_with_model(&img, &model)).unwrap();
+        let again = in_pool(2, || encode_with_model(&img, &model)).unwrap();
         assert_eq!(
             bytes, again,
             "encoding depends on the thread count for {img:?}"
@@ -74,8 +76,9 @@ fn pixelcnn_round_trips_every_layout_and_size_across_thread_counts() {
 
 #[test]
 fn unknown_model_is_a_typed_error() {
-    let model = Model::PixelCnn(Arc::new(random_pixelcnn(tiny_arch(), 4)));
-    let bytes = encode_image(&synthetic_image(4, 4, ChannelLayout::Rgb, 3, 1), &model).unwrap();
+    let model = Model::new(random_pixelcnn(tiny_arch(), 4));
+    let bytes =
+        encode_with_model(&synthetic_image(4, 4, ChannelLayout::Rgb, 3, 1), &model).unwrap();
     let err = decode_image(&bytes, &ModelSet::empty(), &Limits::default()).unwrap_err();
     assert!(matches!(err, llif::Error::UnknownModel(_)), "{err}");
 }
@@ -92,7 +95,7 @@ fn every_builtin_model_is_valid_and_round_trips() {
     assert_eq!(ids.len(), llif::codec::BUILTIN_MODELS.len());
     let img = synthetic_image(6, 5, ChannelLayout::Rgba, 9, 77);
     for (name, model) in models.iter() {
-        let bytes = encode_image(&img, model).unwrap();
+        let bytes = encode_with_model(&img, model).unwrap();
         assert_eq!(
             decode_image(&bytes, &models, &Limits::default()).unwrap(),
             img,
@@ -101,14 +104,77 @@ fn every_builtin_model_is_valid_and_round_trips() {
     }
 }
 
+#[cfg(feature = "torch")]
 #[test]
 fn tch_encoder_writes_the_same_bytes_as_the_engine() {
-    let Model::PixelCnn(m) = Model::PixelCnn(Arc::new(random_pixelcnn(tiny_arch(), 8))) else {
-        unreachable!()
-    };
+    let m = random_pixelcnn(tiny_arch(), 8);
     for img in images().into_iter().step_by(3) {
         let (engine, _) = llif::pixelcnn::encode_payload(&m, &img).unwrap();
         let (torch, _) = llif::pixelcnn::encode_payload_tch(&m, &img, tch::Device::Cpu).unwrap();
         assert_eq!(engine, torch, "{img:?}");
     }
+}
+
+/// Never worse than stored: whatever the model, a file is at most the `stored` file's size
+/// (8 bits a sample plus a header without model id), and it still round-trips. On uniform noise
+/// a random model loses to 8 bits, so the encoder must have written `stored`.
+#[test]
+fn no_file_is_larger_than_the_stored_file() {
+    let model = Model::new(random_pixelcnn(tiny_arch(), 5));
+    let mut models = ModelSet::empty();
+    models.add("tiny", model.clone());
+    for img in images() {
+        let stored = encode_image(&img, &Model::stored()).unwrap();
+        let enc = encode_image_with_stats(&img, &model).unwrap();
+        assert!(enc.bytes.len() <= stored.len(), "{img:?}");
+        if enc.family == CodecFamily::Stored {
+            assert_eq!(enc.bytes, stored);
+            assert!(enc.model_bytes_refused.unwrap() > stored.len());
+        }
+        assert_eq!(
+            decode_image(&enc.bytes, &models, &Limits::default()).unwrap(),
+            img
+        );
+    }
+    let noise = noise_image(16, 16, ChannelLayout::Rgb, 9);
+    let enc = encode_image_with_stats(&noise, &model).unwrap();
+    assert_eq!(enc.family, CodecFamily::Stored);
+}
+
+/// A file of a family this build does not implement is "unsupported", not "corrupt", and so is
+/// a newer format version.
+#[test]
+fn unknown_family_and_newer_version_are_unsupported() {
+    let img = synthetic_image(3, 2, ChannelLayout::Rgb, 4, 1);
+    let stored = encode_image(&img, &Model::stored()).unwrap();
+    for family_code in [2u8, 3, 9, 15] {
+        let mut b = stored[..4].to_vec();
+        b[3] = (b[3] & 3) | (family_code << 2);
+        b.extend_from_slice(&[1, 2, 3, 4]); // model id
+        b.extend_from_slice(&stored[4..]);
+        let err = decode_image(&b, &ModelSet::builtin(), &Limits::default()).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            llif::ErrorKind::Unsupported,
+            "family {family_code}: {err}"
+        );
+        assert!(!err.is_corrupt_input());
+    }
+    let mut newer = stored.clone();
+    newer[2] = llif::format::FORMAT_VERSION + 1;
+    let err = decode_image(&newer, &ModelSet::builtin(), &Limits::default()).unwrap_err();
+    assert!(matches!(err, llif::Error::UnsupportedVersion(_)), "{err}");
+    assert_eq!(err.kind(), llif::ErrorKind::Unsupported);
+}
+
+/// `--model pixelcnn` and friends: a family name finds the best built-in model of the family.
+#[test]
+fn family_names_find_the_best_builtin_model() {
+    let models = ModelSet::builtin();
+    let best = models.find("pixelcnn").unwrap();
+    assert_eq!(best.family(), CodecFamily::PixelCnn);
+    assert_eq!(best.name(), llif::codec::BUILTIN_MODELS[0].name);
+    assert_eq!(best.id(), models.find("default").unwrap().id());
+    assert!(models.find("flow").is_none(), "no flow model ships yet");
+    assert_eq!(models.find("stored").unwrap().family(), CodecFamily::Stored);
 }

@@ -5,6 +5,7 @@
 //! input: a codec that does not reproduce an image exactly stops the run with an error naming
 //! the codec and the image, so a broken codec can never show up as a good number.
 
+#[cfg(feature = "baselines")]
 pub mod baselines;
 pub mod learned;
 
@@ -18,7 +19,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::image::{ChannelLayout, Image};
 
-/// A codec the benchmark can run: the classical baselines in [`baselines`] and the learned llif
+/// A codec the benchmark can run: the classical baselines in `baselines` (feature `baselines`) and the learned llif
 /// codecs implement it.
 pub trait BenchCodec: Send + Sync {
     /// Short name used in tables (unique within one run).

@@ -55,11 +55,9 @@ pub fn encode_autoregressive<M: AutoregressiveModel>(
         for (idx, dist) in &group {
             let v = *samples
                 .get(*idx)
-                .ok_or_else(|| Error::Unsupported(format!("model named sample {idx}")))?;
+                .ok_or_else(|| Error::Internal(format!("model named sample {idx}")))?;
             if std::mem::replace(&mut seen[*idx], true) {
-                return Err(Error::Unsupported(format!(
-                    "model coded sample {idx} twice"
-                )));
+                return Err(Error::Internal(format!("model coded sample {idx} twice")));
             }
             enc.encode(v as u32, dist)?;
             values.push(v);
@@ -67,7 +65,7 @@ pub fn encode_autoregressive<M: AutoregressiveModel>(
         model.commit(&values);
     }
     if seen.iter().any(|s| !s) {
-        return Err(Error::Unsupported("model did not code every sample".into()));
+        return Err(Error::Internal("model did not code every sample".into()));
     }
     let ideal_bits = enc.ideal_bits();
     let payload = enc.finish();
@@ -99,7 +97,7 @@ pub fn decode_autoregressive<M: AutoregressiveModel>(
             match seen.get_mut(*idx) {
                 Some(s) if !*s => *s = true,
                 _ => {
-                    return Err(Error::Unsupported(format!(
+                    return Err(Error::Internal(format!(
                         "model named sample {idx} out of order"
                     )))
                 }
@@ -110,7 +108,7 @@ pub fn decode_autoregressive<M: AutoregressiveModel>(
         model.commit(&values);
     }
     if seen.iter().any(|s| !s) {
-        return Err(Error::Unsupported("model did not code every sample".into()));
+        return Err(Error::Internal("model did not code every sample".into()));
     }
     dec.finish()?;
     Ok(out)

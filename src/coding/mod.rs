@@ -149,7 +149,7 @@ impl RangeEncoder {
         self.ideal_bits += d.bits(x.min(d.num_symbols().saturating_sub(1)));
         self.inner
             .encode_symbol(x, CdfModel(d))
-            .map_err(|e| Error::Unsupported(format!("range coder cannot encode symbol {x}: {e:?}")))
+            .map_err(|e| Error::Internal(format!("range coder cannot encode symbol {x}: {e:?}")))
     }
 
     /// The ideal code length of everything encoded so far, in bits: what the model alone says.
@@ -264,7 +264,7 @@ impl AnsStack {
     pub fn push<D: QuantizedCdf + ?Sized>(&mut self, x: u32, d: &D) -> Result<()> {
         self.inner
             .encode_symbol(x, CdfModel(d))
-            .map_err(|e| Error::Unsupported(format!("ANS coder cannot encode symbol {x}: {e:?}")))
+            .map_err(|e| Error::Internal(format!("ANS coder cannot encode symbol {x}: {e:?}")))
     }
 
     /// Pops (decodes) a symbol with distribution `d`.

@@ -17,9 +17,9 @@ pub enum CodecFamily {
     Stored = 0,
     /// Autoregressive PixelCNN with a range coder.
     PixelCnn = 1,
-    /// Integer discrete flow with ANS (reserved).
+    /// Integer discrete flow with ANS (specified with its codec; not in every build).
     Flow = 2,
-    /// VAE with bits-back ANS (reserved).
+    /// VAE with bits-back ANS (specified with its codec; not in every build).
     Vae = 3,
 }
 
@@ -39,6 +39,17 @@ impl CodecFamily {
     /// Whether files of this family name a model.
     pub fn has_model(self) -> bool {
         self != CodecFamily::Stored
+    }
+    /// The family of a name as [`CodecFamily::name`] spells it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            CodecFamily::Stored,
+            CodecFamily::PixelCnn,
+            CodecFamily::Flow,
+            CodecFamily::Vae,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -87,20 +98,31 @@ impl std::str::FromStr for ModelId {
 }
 
 /// Caller-set bounds that a reader enforces before allocating or decoding anything.
+///
+/// Build one from [`Limits::default`] (or [`Limits::none`]) and the `with_*` methods; the struct
+/// gains fields as llif grows, so it cannot be written as a literal outside this crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest accepted width or height.
     pub max_side: u32,
     /// Largest accepted number of pixels (width × height).
     pub max_pixels: u64,
+    /// Largest working memory, in bytes, a model may need to code one image (each family
+    /// estimates its own, [`crate::family::FamilyModel::working_memory`]).
+    pub max_working_memory: u64,
+    /// Largest number of images in one archive.
+    pub max_images: u64,
 }
 
 impl Default for Limits {
-    /// 65,535 pixels a side and 64 Mpixel in all.
+    /// 65,535 pixels a side, 64 Mpixel in all, 2 GiB of working memory, 1,000,000 images.
     fn default() -> Self {
         Limits {
             max_side: 65_535,
             max_pixels: 1 << 26,
+            max_working_memory: 2 << 30,
+            max_images: 1_000_000,
         }
     }
 }
@@ -111,7 +133,29 @@ impl Limits {
         Limits {
             max_side: u32::MAX,
             max_pixels: u64::MAX,
+            max_working_memory: u64::MAX,
+            max_images: u64::MAX,
         }
+    }
+
+    pub fn with_max_side(mut self, max_side: u32) -> Self {
+        self.max_side = max_side;
+        self
+    }
+
+    pub fn with_max_pixels(mut self, max_pixels: u64) -> Self {
+        self.max_pixels = max_pixels;
+        self
+    }
+
+    pub fn with_max_working_memory(mut self, bytes: u64) -> Self {
+        self.max_working_memory = bytes;
+        self
+    }
+
+    pub fn with_max_images(mut self, max_images: u64) -> Self {
+        self.max_images = max_images;
+        self
     }
 
     pub fn check(&self, width: u32, height: u32) -> Result<()> {
@@ -126,6 +170,29 @@ impl Limits {
             return Err(Error::LimitExceeded(format!(
                 "{width}x{height} = {pixels} pixels, over the limit of {}",
                 self.max_pixels
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a model's working-memory estimate (bytes).
+    pub fn check_working_memory(&self, bytes: u64) -> Result<()> {
+        if bytes > self.max_working_memory {
+            return Err(Error::LimitExceeded(format!(
+                "coding this image needs about {} MiB of working memory, over the limit of {} MiB",
+                bytes >> 20,
+                self.max_working_memory >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the number of images of an archive.
+    pub fn check_images(&self, count: u64) -> Result<()> {
+        if count > self.max_images {
+            return Err(Error::LimitExceeded(format!(
+                "{count} images, over the limit of {}",
+                self.max_images
             )));
         }
         Ok(())
@@ -203,14 +270,10 @@ impl Header {
             )));
         }
         let layout = ChannelLayout::from_code(codec & 3).expect("two bits always name a layout");
-        let family = CodecFamily::from_code((codec >> 2) & 0xF).ok_or_else(|| {
-            Error::InvalidHeader(format!("unknown codec family {}", (codec >> 2) & 0xF))
-        })?;
-        if matches!(family, CodecFamily::Flow | CodecFamily::Vae) {
-            return Err(Error::InvalidHeader(format!(
-                "codec family {family} is reserved in format version {version}"
-            )));
-        }
+        // A family code this version does not name belongs to a later llif: the file may be
+        // valid, this build cannot read it.
+        let family = CodecFamily::from_code((codec >> 2) & 0xF)
+            .ok_or_else(|| Error::UnsupportedFamily(format!("with code {}", (codec >> 2) & 0xF)))?;
         let model = if family.has_model() {
             let b = r.take(4, "model id")?;
             Some(ModelId(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
@@ -366,7 +429,11 @@ mod tests {
             1 << 21,
             u32::MAX,
         ];
-        for family in [CodecFamily::Stored, CodecFamily::PixelCnn] {
+        for family in [
+            CodecFamily::Stored,
+            CodecFamily::PixelCnn,
+            CodecFamily::Flow,
+        ] {
             for layout in layouts {
                 for &w in &sides {
                     for &h in &[1u32, 32, 300, u32::MAX] {
@@ -419,7 +486,7 @@ mod tests {
         b[3] = (b[3] & 3) | (9 << 2);
         assert!(matches!(
             Header::parse(&b, &Limits::default()),
-            Err(Error::InvalidHeader(_))
+            Err(Error::UnsupportedFamily(_))
         ));
         // width 0
         let mut b = good.clone();
@@ -457,10 +524,7 @@ mod tests {
             Header::parse(&big, &Limits::default()),
             Err(Error::LimitExceeded(_))
         ));
-        let limits = Limits {
-            max_side: 64,
-            max_pixels: 64 * 64,
-        };
+        let limits = Limits::default().with_max_side(64).with_max_pixels(64 * 64);
         let ok = assemble(
             sample_header(CodecFamily::Stored, ChannelLayout::Rgb, 64, 64),
             &[],

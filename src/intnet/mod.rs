@@ -8,12 +8,13 @@
 //!
 //! The building block is [`IntLinear`], a dense layer on integer vectors. Its semantics are
 //! defined by [`IntLinear::forward_reference`] (straight loops in `i64`); the fast engines
-//! ([`IntLinear::forward_i32`] here, and [`tch_eval`] on libtorch f64 tensors, CPU or CUDA) must
+//! ([`IntLinear::forward_i32`] here, and `tch_eval` (feature `torch`) on libtorch f64 tensors, CPU or CUDA) must
 //! agree with it bit for bit, which the tests check. Exactness of the fast engines rests on
 //! bounds proven when a layer is built or loaded ([`IntLinear::validate`]): every accumulator
 //! stays below 2^31 in magnitude, so `i32` accumulation never overflows and every partial sum in
 //! `f64` is an exactly representable integer (below 2^53), whatever the summation order.
 
+#[cfg(feature = "torch")]
 pub mod tch_eval;
 
 use crate::error::{Error, Result};

@@ -8,11 +8,10 @@
 use tch::{nn, Device, Kind, Tensor};
 
 use super::arch::{fixed, Arch};
-use super::int_model::{ModelMeta, PixelCnnInt};
+use super::int_model::PixelCnnInt;
 use crate::coding::logistic::{LOG_SCALE_MAX, LOG_SCALE_MIN, MEAN_MAX, MEAN_MIN};
 use crate::error::{Error, Result};
 use crate::intnet::tch_eval::TchLinear;
-use crate::intnet::{IntLinear, ACC_LIMIT};
 
 /// Gathers each pixel's input vector: `[B, 3, H, W]` images (any float kind, already mapped to
 /// the wanted scale: `values` are `(v − 128) · value_scale`) → `[B·H·W, D]`.
@@ -173,111 +172,20 @@ impl PixelCnnFloat {
     }
 
     /// Quantizes into the integer network (post-training, per-output power-of-two scales chosen
-    /// as fine as the exactness bound allows).
+    /// as fine as the exactness bound allows; see [`super::quantize`]).
     pub fn to_int(&self, name: &str) -> Result<PixelCnnInt> {
-        let a = self.arch;
-        let n = self.weights.len();
         let mut layers = Vec::new();
-        for l in 0..n {
-            let w = Vec::<f32>::try_from(
-                (&self.weights[l] * &self.masks[l])
-                    .to_device(Device::Cpu)
-                    .flatten(0, 1),
-            )
-            .map_err(|e| Error::Torch(e.to_string()))?;
-            let bias = Vec::<f32>::try_from(self.biases[l].to_device(Device::Cpu))
+        for (w, b) in self.weights.iter().zip(&self.biases) {
+            let idx = layers.len();
+            let w =
+                Vec::<f32>::try_from((w * &self.masks[idx]).to_device(Device::Cpu).flatten(0, 1))
+                    .map_err(|e| Error::Torch(e.to_string()))?;
+            let b = Vec::<f32>::try_from(b.to_device(Device::Cpu))
                 .map_err(|e| Error::Torch(e.to_string()))?;
-            let last = l == n - 1;
-            let (in_frac, in_bound): (Vec<u32>, Vec<i64>) = if l == 0 {
-                (
-                    vec![fixed::INPUT_FRAC; a.input_len()],
-                    vec![fixed::INPUT_BOUND; a.input_len()],
-                )
-            } else if !last {
-                (
-                    vec![fixed::ACT_FRAC; a.hidden],
-                    vec![fixed::ACT_MAX as i64; a.hidden],
-                )
-            } else {
-                let mut f = vec![fixed::ACT_FRAC; a.hidden];
-                f.extend(std::iter::repeat(fixed::INPUT_FRAC).take(a.input_len()));
-                let mut b = vec![fixed::ACT_MAX as i64; a.hidden];
-                b.extend(std::iter::repeat(fixed::INPUT_BOUND).take(a.input_len()));
-                (f, b)
-            };
-            let (out_frac, lo, hi) = if last {
-                (fixed::OUTPUT_FRAC, -fixed::OUTPUT_MAX, fixed::OUTPUT_MAX)
-            } else {
-                (fixed::ACT_FRAC, 0, fixed::ACT_MAX)
-            };
-            layers.push(quantize_layer(
-                &w, &bias, &in_frac, &in_bound, out_frac, lo, hi,
-            )?);
+            layers.push((w, b));
         }
-        let meta = ModelMeta {
-            family: "pixelcnn".into(),
-            name: name.into(),
-            arch: a,
-        };
-        PixelCnnInt::from_layers(meta, layers)
+        super::quantize::quantize_pixelcnn(self.arch, name, &layers)
     }
-}
-
-/// Quantizes one dense layer: for each output, the largest accumulator exponent `T` with
-/// `Σ|W_int|·bound + |b_int| < 2^31`, `W_int = round(W · 2^(T − in_frac))`, `b_int = round(b · 2^T)`,
-/// shift `T − out_frac`.
-fn quantize_layer(
-    w: &[f32],
-    bias: &[f32],
-    in_frac: &[u32],
-    in_bound: &[i64],
-    out_frac: u32,
-    lo: i32,
-    hi: i32,
-) -> Result<IntLinear> {
-    let inputs = in_frac.len();
-    let outputs = bias.len();
-    let mut weight = vec![0i32; inputs * outputs];
-    let mut b_int = vec![0i32; outputs];
-    let mut shift = vec![0u8; outputs];
-    for o in 0..outputs {
-        let row = &w[o * inputs..(o + 1) * inputs];
-        let mut chosen = None;
-        for t in (out_frac..=out_frac + 30).rev() {
-            let q: Vec<i64> = row
-                .iter()
-                .zip(in_frac)
-                .map(|(&v, &f)| (v as f64 * 2f64.powi(t as i32 - f as i32)).round() as i64)
-                .collect();
-            let qb = (bias[o] as f64 * 2f64.powi(t as i32)).round() as i64;
-            let acc: i64 = qb.abs()
-                + q.iter()
-                    .zip(in_bound)
-                    .map(|(&v, &b)| v.abs() * b)
-                    .sum::<i64>();
-            if acc < ACC_LIMIT - (ACC_LIMIT >> 10) {
-                chosen = Some((t, q, qb));
-                break;
-            }
-        }
-        let (t, q, qb) = chosen.ok_or_else(|| {
-            Error::InvalidModel(format!("output {o}: weights too large to quantize exactly"))
-        })?;
-        for (i, v) in q.into_iter().enumerate() {
-            weight[o * inputs + i] = v as i32;
-        }
-        b_int[o] = qb as i32;
-        shift[o] = (t - out_frac) as u8;
-    }
-    Ok(IntLinear {
-        inputs,
-        outputs,
-        weight,
-        bias: b_int,
-        shift,
-        lo,
-        hi,
-    })
 }
 
 /// NLL in bits of `targets` (`[N, C]`, values 0..=255 as float) under the discretized logistic

@@ -7,9 +7,10 @@ use super::arch::{fixed, Arch};
 use crate::error::{Error, Result};
 use crate::format::ModelId;
 use crate::intnet::IntLinear;
+use crate::model_file::ModelFile;
 
-/// First bytes of an integer model file.
-pub const MODEL_MAGIC: &[u8; 8] = b"LLIFMDL1";
+/// The `family` field of a PixelCNN model file's metadata.
+pub const FAMILY_NAME: &str = "pixelcnn";
 
 /// What a model file says about itself (JSON in the file, so cards and tools can read it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,27 +57,22 @@ impl PixelCnnInt {
 
     /// Parses and validates a model file.
     pub fn from_bytes(bytes: &[u8]) -> Result<PixelCnnInt> {
-        let id = ModelId::of_bytes(bytes);
-        let rest = bytes
-            .strip_prefix(MODEL_MAGIC)
-            .ok_or_else(|| Error::InvalidModel("not an llif model file".into()))?;
-        if rest.len() < 4 {
-            return Err(Error::InvalidModel("model file truncated".into()));
-        }
-        let meta_len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let rest = &rest[4..];
-        if rest.len() < meta_len {
-            return Err(Error::InvalidModel("model file truncated".into()));
-        }
-        let meta: ModelMeta = serde_json::from_slice(&rest[..meta_len])
+        PixelCnnInt::from_model_file(&ModelFile::parse(bytes)?)
+    }
+
+    /// Parses and validates the PixelCNN part of a model file: the metadata's architecture,
+    /// then `hidden_layers + 2` layers filling the body exactly.
+    pub fn from_model_file(file: &ModelFile<'_>) -> Result<PixelCnnInt> {
+        let meta: ModelMeta = serde_json::from_slice(file.meta_json)
             .map_err(|e| Error::InvalidModel(format!("model metadata: {e}")))?;
-        if meta.family != "pixelcnn" {
+        if meta.family != FAMILY_NAME {
             return Err(Error::InvalidModel(format!(
-                "model family {:?} is not pixelcnn",
+                "model family {:?} is not {FAMILY_NAME}",
                 meta.family
             )));
         }
-        let mut cursor = &rest[meta_len..];
+        meta.arch.validate()?;
+        let mut cursor = file.body;
         let mut layers = Vec::new();
         for _ in 0..meta.arch.hidden_layers + 2 {
             layers.push(IntLinear::read(&mut cursor)?);
@@ -86,21 +82,23 @@ impl PixelCnnInt {
                 "trailing bytes after the last layer".into(),
             ));
         }
-        let model = PixelCnnInt { meta, layers, id };
+        let model = PixelCnnInt {
+            meta,
+            layers,
+            id: file.id,
+        };
         model.validate()?;
         Ok(model)
     }
 
-    /// Serializes: magic, `u32` metadata length, metadata JSON, then each layer.
+    /// Serializes into the model-file container: metadata JSON, then each layer.
     pub fn to_bytes(&self) -> Vec<u8> {
         let meta = serde_json::to_vec(&self.meta).expect("metadata serializes");
-        let mut out = MODEL_MAGIC.to_vec();
-        out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-        out.extend_from_slice(&meta);
+        let mut body = Vec::new();
         for l in &self.layers {
-            l.write(&mut out);
+            l.write(&mut body);
         }
-        out
+        ModelFile::assemble(&meta, &body)
     }
 
     /// Builds a model from layers (the quantizer's output), computing its id.

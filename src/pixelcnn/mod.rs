@@ -5,13 +5,20 @@
 //! - [`int_model`]: the integer network that feeds the coder, its model file, reference and
 //!   incremental engine.
 //! - [`session`]: one image's coding schedule, as an `AutoregressiveModel`.
-//! - [`float_model`]: the tch training network, its loss, and quantization to the integer one.
-//! - [`train`]: the training loop behind `llif train pixelcnn`.
+//! - [`quantize`]: float weights → the integer network (pure Rust).
+//! - `float_model` (feature `torch`): the tch training network, its loss, and the exact f64
+//!   evaluator of the integer network.
+//! - `train` (feature `torch`): the training loop behind `llif train pixelcnn`.
+//!
+//! [`PixelCnnInt`] is the family's [`FamilyModel`]: the codec reaches it only through that trait.
 
 pub mod arch;
+#[cfg(feature = "torch")]
 pub mod float_model;
 pub mod int_model;
+pub mod quantize;
 pub mod session;
+#[cfg(feature = "torch")]
 pub mod train;
 
 pub use arch::Arch;
@@ -20,7 +27,51 @@ pub use session::PixelCnnSession;
 
 use crate::coding::autoregressive::{decode_autoregressive, encode_autoregressive, CodingStats};
 use crate::error::Result;
+use crate::family::{FamilyModel, FamilyPayload};
+use crate::format::{CodecFamily, Header, ModelId};
 use crate::image::{ChannelLayout, Image};
+
+impl FamilyModel for PixelCnnInt {
+    fn family(&self) -> CodecFamily {
+        CodecFamily::PixelCnn
+    }
+
+    fn id(&self) -> Option<ModelId> {
+        Some(self.id)
+    }
+
+    fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    fn summary(&self) -> String {
+        let a = self.arch();
+        format!(
+            "local PixelCNN, radius {}, {} hidden units x {} layers, {} mixture components, {} parameters",
+            a.radius,
+            a.hidden,
+            a.hidden_layers + 1,
+            a.components,
+            self.parameters()
+        )
+    }
+
+    fn working_memory(&self, width: u32, height: u32, layout: ChannelLayout) -> u64 {
+        session::working_memory(self, width, height, layout)
+    }
+
+    fn encode(&self, image: &Image) -> Result<FamilyPayload> {
+        let (bytes, stats) = encode_payload(self, image)?;
+        Ok(FamilyPayload {
+            bytes,
+            ideal_bits: Some(stats.ideal_bits),
+        })
+    }
+
+    fn decode(&self, header: &Header, payload: &[u8]) -> Result<Vec<u8>> {
+        decode_payload(self, header.width, header.height, header.layout, payload)
+    }
+}
 
 /// Encodes an image's samples into a range-coder payload.
 pub fn encode_payload(model: &PixelCnnInt, image: &Image) -> Result<(Vec<u8>, CodingStats)> {
@@ -28,6 +79,7 @@ pub fn encode_payload(model: &PixelCnnInt, image: &Image) -> Result<(Vec<u8>, Co
     encode_autoregressive(&mut session, image.data())
 }
 
+#[cfg(feature = "torch")]
 /// Encodes like [`encode_payload`], but computes every parameter in one teacher-forced libtorch
 /// pass (integers in f64, exact) on `device`, CPU or CUDA, then codes in the usual schedule. The
 /// bytes equal [`encode_payload`]'s: this is how a GPU encoder stays decodable on a CPU.

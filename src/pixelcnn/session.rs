@@ -89,6 +89,24 @@ impl<'m> PixelCnnSession<'m> {
     }
 }
 
+/// Upper bound, in bytes, of what coding a `width`×`height` image of `layout` allocates (the
+/// session's context image, the coder's output and bookkeeping, one wavefront's engine states
+/// and distributions). Saturates instead of overflowing.
+pub fn working_memory(model: &PixelCnnInt, width: u32, height: u32, layout: ChannelLayout) -> u64 {
+    let a = model.arch();
+    let pixels = width as u64 * height as u64;
+    // context image (3 bytes a pixel) + decoded samples + their "seen" flags
+    let image_bytes = pixels.saturating_mul(3 + 2 * layout.channels() as u64);
+    // A wavefront t = x + (r+1)·y holds at most one pixel per row and per r+1 columns.
+    let front = (height as u64).min(width as u64 / (a.radius as u64 + 1) + 1);
+    let state_ints =
+        (a.hidden * a.hidden_layers + a.hidden + a.input_len() + a.params_per_channel()) as u64;
+    let per_pixel = state_ints * 4
+        + std::mem::size_of::<(u32, u32)>() as u64
+        + std::mem::size_of::<(usize, LogisticMixture)>() as u64;
+    image_bytes.saturating_add(front.saturating_mul(per_pixel))
+}
+
 impl AutoregressiveModel for PixelCnnSession<'_> {
     type Dist = LogisticMixture;
 

@@ -2,9 +2,9 @@
 //! and validation bits per sub-pixel, checkpoints so a run can resume, and writes the integer
 //! model with the float and integer NLL side by side.
 //!
-//! Data (never the test sets): CIFAR-10 `data_batch_1.bin` (images 0..3599 train, 3600..3999
-//! validation), random 32×32 patches of `photos/train/`, and optionally the lossy JPEG CIFAR-10
-//! images for pre-training. Augmentation: horizontal flips; a fraction of images turned gray
+//! Data (never the test sets): CIFAR-10 `data_batch_1.bin` .. `data_batch_5.bin` (the last 1,000
+//! records of batch 5 are the validation split, everything else trains) and random 32×32
+//! patches of `photos/train/`. Augmentation: horizontal flips; a fraction of images turned gray
 //! (gray images are coded with channel 0 and the value replicated into the context, so the model
 //! must know that case).
 
@@ -22,7 +22,7 @@ use super::float_model::{images_to_tensor, PixelCnnFloat, PixelCnnTch, Precision
 use super::int_model::PixelCnnInt;
 use crate::coding::{LogisticMixture, QuantizedCdf};
 use crate::error::{Error, Result};
-use crate::image::Image;
+use crate::image::{ChannelLayout, Image};
 
 /// Everything that determines a training run (saved with checkpoints; the model card quotes the
 /// command that produced it).
@@ -72,19 +72,90 @@ pub struct EvalPoint {
     pub val_ema_bpsp: Option<f64>,
 }
 
+/// CIFAR-10 training batches, in file order: `data_batch_1.bin` .. `data_batch_5.bin`.
+pub const CIFAR_TRAIN_FILES: [&str; 5] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+];
+
+/// The validation split: the last `CIFAR_VAL_COUNT` records of `data_batch_5.bin` (records
+/// 9000..9999). Everything before them in the five batches is training data. Fixed here, not
+/// derived from file sizes, so that a grown or shrunk data folder cannot move images between
+/// the two splits silently.
+pub const CIFAR_VAL_COUNT: usize = 1000;
+
+/// CIFAR-10 training images packed in one buffer: image `i` is the 3,072 interleaved RGB
+/// samples at `i * 3072` (one allocation for 49,000 images instead of one per image).
+#[derive(Clone, Debug, Default)]
+pub struct CifarPool {
+    samples: Vec<u8>,
+}
+
+impl CifarPool {
+    const IMAGE_SAMPLES: usize = crate::corpus::CIFAR_RECORD_BYTES - 1;
+
+    pub fn len(&self) -> usize {
+        self.samples.len() / Self::IMAGE_SAMPLES
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The interleaved RGB samples of image `i` (32×32×3).
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.samples[i * Self::IMAGE_SAMPLES..(i + 1) * Self::IMAGE_SAMPLES]
+    }
+
+    /// Appends one official CIFAR-10 record (label byte, then R, G, B planes).
+    fn push_record(&mut self, record: &[u8]) {
+        let planes = &record[1..];
+        let plane = Self::IMAGE_SAMPLES / 3;
+        self.samples.reserve(Self::IMAGE_SAMPLES);
+        for i in 0..plane {
+            self.samples
+                .extend_from_slice(&[planes[i], planes[plane + i], planes[2 * plane + i]]);
+        }
+    }
+}
+
 /// Training data in memory.
 pub struct TrainData {
-    pub cifar_train: Vec<Image>,
+    pub cifar_train: CifarPool,
     pub cifar_val: Vec<Image>,
     pub photos: Vec<Image>,
 }
 
 impl TrainData {
+    /// Streams the five CIFAR-10 training batches record by record (no whole-file copies) into
+    /// the training pool and the validation split, and loads `photos/train/` (images of at
+    /// least 32×32). Missing batch files are skipped, so a data folder with only some batches
+    /// still trains; the validation split needs `data_batch_5.bin`.
     pub fn load(data_dir: &Path) -> Result<TrainData> {
-        let cifar = crate::corpus::read_cifar(&data_dir.join("cifar10/data_batch_1.bin"), None)?;
-        let mut cifar: Vec<Image> = cifar.into_iter().map(|c| c.image).collect();
-        let val_count = cifar.len() / 10;
-        let cifar_val = cifar.split_off(cifar.len() - val_count);
+        let mut cifar_train = CifarPool::default();
+        let mut cifar_val = Vec::new();
+        let mut batches_read = 0;
+        for (b, name) in CIFAR_TRAIN_FILES.iter().enumerate() {
+            let path = data_dir.join("cifar10").join(name);
+            if !path.is_file() {
+                continue;
+            }
+            batches_read += 1;
+            let last = b + 1 == CIFAR_TRAIN_FILES.len();
+            read_cifar_records(&path, |index, count, record| {
+                if last && index + CIFAR_VAL_COUNT >= count {
+                    let mut one = CifarPool::default();
+                    one.push_record(record);
+                    cifar_val.push(Image::new(32, 32, ChannelLayout::Rgb, one.samples)?);
+                } else {
+                    cifar_train.push_record(record);
+                }
+                Ok(())
+            })?;
+        }
         let photos_dir = data_dir.join("photos/train");
         let photos = if photos_dir.is_dir() {
             crate::corpus::read_image_folder(&photos_dir)?
@@ -95,15 +166,46 @@ impl TrainData {
         } else {
             Vec::new()
         };
-        if cifar.is_empty() {
-            return Err(Error::Usage("no training images found".into()));
+        if cifar_train.is_empty() || cifar_val.is_empty() {
+            return Err(Error::Usage(format!(
+                "no CIFAR-10 training batches (or no data_batch_5.bin for validation) in {}/cifar10 ({batches_read} found)",
+                data_dir.display()
+            )));
         }
         Ok(TrainData {
-            cifar_train: cifar,
+            cifar_train,
             cifar_val,
             photos,
         })
     }
+}
+
+/// Calls `f(index, record_count, record)` for each 3,073-byte record of a CIFAR-10 batch file,
+/// reading one record at a time.
+fn read_cifar_records(
+    path: &Path,
+    mut f: impl FnMut(usize, usize, &[u8]) -> Result<()>,
+) -> Result<()> {
+    use std::io::Read;
+    let record_len = crate::corpus::CIFAR_RECORD_BYTES;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len() as usize;
+    if len % record_len != 0 {
+        return Err(Error::ImageFile(format!(
+            "{}: not a CIFAR-10 batch ({len} bytes is not a multiple of {record_len})",
+            path.display()
+        )));
+    }
+    let count = len / record_len;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut record = vec![0u8; record_len];
+    for index in 0..count {
+        reader
+            .read_exact(&mut record)
+            .map_err(|e| Error::io(path, e))?;
+        f(index, count, &record)?;
+    }
+    Ok(())
 }
 
 /// A 32×32 RGB view of `img` at (`x0`, `y0`) (gray replicated, alpha dropped), optionally flipped.
@@ -116,6 +218,20 @@ fn crop_rgb(img: &Image, x0: u32, y0: u32, size: u32, flip: bool) -> Vec<u8> {
             for c in 0..3 {
                 out.push(img.sample(x0 + x, y0 + y, if color == 3 { c } else { 0 }));
             }
+        }
+    }
+    out
+}
+
+/// A copy of a 32×32 interleaved RGB image, optionally flipped left to right.
+fn flip_rgb32(rgb: &[u8], flip: bool) -> Vec<u8> {
+    if !flip {
+        return rgb.to_vec();
+    }
+    let mut out = Vec::with_capacity(rgb.len());
+    for row in rgb.chunks_exact(32 * 3) {
+        for px in row.chunks_exact(3).rev() {
+            out.extend_from_slice(px);
         }
     }
     out
@@ -144,8 +260,10 @@ fn make_batch(data: &TrainData, cfg: &TrainConfig, rng: &mut StdRng) -> (Tensor,
                 img.layout().color_channels() == 1,
             )
         } else {
-            let img = &data.cifar_train[rng.gen_range(0..data.cifar_train.len())];
-            (crop_rgb(img, 0, 0, size, flip), false)
+            let img = data
+                .cifar_train
+                .image(rng.gen_range(0..data.cifar_train.len()));
+            (flip_rgb32(img, flip), false)
         };
         let gray = gray_source || rng.gen_bool(cfg.gray_fraction);
         if gray && !gray_source {

@@ -1,4 +1,5 @@
-//! Command-line interface (clap): compress, decompress, info, bench, train.
+//! Command-line interface (clap): compress, decompress, info, models, bench; `train` runs the
+//! separate `llif-train` program.
 
 mod bench;
 mod codec_cmds;
@@ -26,13 +27,16 @@ enum Command {
     Compress(codec_cmds::CompressArgs),
     /// Decompress a .llif file to PNG (or PPM/PGM).
     Decompress(codec_cmds::DecompressArgs),
-    /// Show what a .llif file holds (and optionally verify it).
+    /// Show what .llif files hold (and optionally verify them); without files, what this build
+    /// has.
     Info(codec_cmds::InfoArgs),
+    /// List the built-in models: family, id, size, headline figures.
+    Models,
     /// Compare llif with PNG, oxipng, WebP and JPEG XL on a set of images.
     Bench(bench::BenchArgs),
-    /// Train a model.
-    #[command(subcommand)]
-    Train(train::TrainCommand),
+    /// Train a model (runs `llif-train`, the program that loads libtorch).
+    #[command(disable_help_flag = true)]
+    Train(train::TrainArgs),
 }
 
 pub fn run() -> Result<()> {
@@ -55,7 +59,8 @@ pub fn run() -> Result<()> {
         Command::Compress(a) => codec_cmds::compress(a),
         Command::Decompress(a) => codec_cmds::decompress(a),
         Command::Info(a) => codec_cmds::info(a),
+        Command::Models => codec_cmds::list_models(),
         Command::Bench(a) => bench::bench(a),
-        Command::Train(t) => train::run(t),
+        Command::Train(a) => train::run(a),
     }
 }

@@ -1,12 +1,51 @@
-//! `llif train pixelcnn`.
+//! `llif-train`: training, the one program of llif that loads libtorch. `llif train ARGS` runs
+//! `llif-train ARGS`, so that compress, decompress, info and bench never load it.
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use llif::pixelcnn::train::{export_checkpoint, train, TrainConfig, TrainData};
 use llif::pixelcnn::Arch;
 use llif::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "llif train",
+    bin_name = "llif train",
+    version,
+    about = "Train an llif model (needs libtorch; the other llif commands do not)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: TrainCommand,
+}
+
+fn main() {
+    llif::runtime::init();
+    let code = match Cli::try_parse() {
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() {
+                2
+            } else {
+                0
+            }
+        }
+        Ok(cli) => match run(cli.command) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("llif train: error: {e}");
+                if e.kind() == llif::ErrorKind::Caller {
+                    2
+                } else {
+                    1
+                }
+            }
+        },
+    };
+    std::process::exit(code);
+}
 
 #[derive(Subcommand)]
 pub enum TrainCommand {

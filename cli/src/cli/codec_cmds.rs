@@ -7,13 +7,15 @@ use clap::Args;
 
 use super::io::{check_overwrite, choose_output, read_input, Output};
 use llif::{
-    decode_image, encode_image_with_stats, read_header, Error, Limits, Model, ModelSet, Result,
+    decode_image, encode_image_with_stats, read_header, CodecFamily, Error, Limits, Model,
+    ModelSet, Result,
 };
 
 #[derive(Args)]
 pub struct ModelArgs {
-    /// Model: `default`, a name or 8-hex-digit id of a built-in model, `stored` (no model), or
-    /// the path of a model file (.llifm).
+    /// Model: `default` (the best built-in model), a family (`pixelcnn`, `flow`, `vae`: its best
+    /// built-in model), a built-in model's name or 8-hex-digit id, `stored` (no model), or the
+    /// path of a model file (.llifm). `llif models` lists the built-in ones.
     #[arg(long, short = 'm', default_value = "default")]
     model: String,
 }
@@ -30,17 +32,23 @@ pub struct LimitArgs {
 
 impl LimitArgs {
     fn limits(&self) -> Limits {
-        Limits {
-            max_side: self.max_side,
-            max_pixels: self.max_pixels,
-        }
+        Limits::default()
+            .with_max_side(self.max_side)
+            .with_max_pixels(self.max_pixels)
     }
 }
 
-/// Resolves `--model`: built-in name/id, `stored`, or a file.
+/// Resolves `--model`: family, built-in name/id, `stored`, or a file.
 pub fn resolve_model(key: &str, set: &ModelSet) -> Result<Model> {
     if let Some(m) = set.find(key) {
         return Ok(m);
+    }
+    if let Some(family) = CodecFamily::from_name(key) {
+        let shipped: Vec<String> = set.iter().map(|(_, m)| m.family().to_string()).collect();
+        return Err(Error::UnsupportedFamily(format!(
+            "{family}: this version of llif ships no {family} model (it has: {})",
+            shipped.join(", ")
+        )));
     }
     let path = Path::new(key);
     if path.exists() {
@@ -79,6 +87,12 @@ pub struct CompressArgs {
 }
 
 pub fn compress(a: CompressArgs) -> Result<()> {
+    if a.input.is_dir() {
+        return Err(Error::Unsupported(format!(
+            "{} is a folder: compressing folders into one archive is not supported yet; compress its images one by one",
+            a.input.display()
+        )));
+    }
     let out = choose_output(a.output.as_deref(), &a.input, "llif");
     check_overwrite(&out, a.force)?;
     let model = resolve_model(&a.model.model, &ModelSet::builtin())?;
@@ -94,8 +108,20 @@ pub fn compress(a: CompressArgs) -> Result<()> {
             .ideal_bits
             .map(|b| format!(", model {:.3}", b / image.samples() as f64))
             .unwrap_or_default();
+        let coded_with = match enc.model_bytes_refused {
+            Some(n) => format!(
+                "stored: {} {} would have taken {n} bytes",
+                model.name(),
+                model.id().map(|i| i.to_string()).unwrap_or_default()
+            ),
+            None => format!(
+                "{} {}",
+                model.name(),
+                model.id().map(|i| i.to_string()).unwrap_or_default()
+            ),
+        };
         eprintln!(
-            "{} -> {}: {}x{} {}, {} bytes, {:.3} bits/sub-pixel{} ({} {}, {:.2} s)",
+            "{} -> {}: {}x{} {}, {} bytes, {:.3} bits/sub-pixel{} ({}, {:.2} s)",
             a.input.display(),
             out.describe(),
             image.width(),
@@ -104,8 +130,7 @@ pub fn compress(a: CompressArgs) -> Result<()> {
             enc.bytes.len(),
             bpsp,
             ideal,
-            model.name(),
-            model.id().map(|i| i.to_string()).unwrap_or_default(),
+            coded_with.trim_end(),
             secs
         );
     }
@@ -181,8 +206,7 @@ fn encode_for_path(image: &llif::Image, path: &Path) -> Result<Vec<u8>> {
 
 #[derive(Args)]
 pub struct InfoArgs {
-    /// .llif files.
-    #[arg(required = true)]
+    /// .llif files (none: show what this build has).
     files: Vec<PathBuf>,
     /// Also decode each file and verify its checksum.
     #[arg(long)]
@@ -192,7 +216,60 @@ pub struct InfoArgs {
     model_files: Vec<PathBuf>,
 }
 
+/// `llif models`: the built-in models, best first.
+pub fn list_models() -> Result<()> {
+    let set = ModelSet::builtin();
+    println!(
+        "{:<22} {:<9} {:<8} {:>9}  card",
+        "model", "family", "id", "bytes"
+    );
+    for (i, b) in llif::codec::BUILTIN_MODELS.iter().enumerate() {
+        let m = set
+            .find(b.name)
+            .ok_or_else(|| Error::Internal(format!("built-in model {} not in the set", b.name)))?;
+        let default = if i == 0 { " (default)" } else { "" };
+        println!(
+            "{:<22} {:<9} {:<8} {:>9}  {}{default}",
+            b.name,
+            m.family().to_string(),
+            m.id().map(|i| i.to_string()).unwrap_or_default(),
+            b.file.len(),
+            b.headline
+        );
+        println!("{:<22} {}", "", m.family_model().summary());
+    }
+    println!(
+        "{:<22} {:<9} {:<8} {:>9}  8 bits per sample (the fallback when a model would cost more)",
+        "stored", "stored", "-", 0
+    );
+    Ok(())
+}
+
+/// `llif info` without files: version, families and models of this build.
+fn build_info() -> Result<()> {
+    let families: Vec<&str> = [
+        CodecFamily::Stored,
+        CodecFamily::PixelCnn,
+        CodecFamily::Flow,
+        CodecFamily::Vae,
+    ]
+    .into_iter()
+    .filter(|f| llif::family::is_supported(*f))
+    .map(|f| f.name())
+    .collect();
+    println!(
+        "llif {} (format version {}), families: {}",
+        env!("CARGO_PKG_VERSION"),
+        llif::format::FORMAT_VERSION,
+        families.join(", ")
+    );
+    list_models()
+}
+
 pub fn info(a: InfoArgs) -> Result<()> {
+    if a.files.is_empty() {
+        return build_info();
+    }
     let models = model_set_with(&a.model_files)?;
     let mut failed = 0;
     for f in &a.files {

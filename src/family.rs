@@ -1,0 +1,165 @@
+//! Where a model family plugs in: the [`FamilyModel`] trait, and the table of families this
+//! build knows ([`parse_model`]).
+//!
+//! A family (PixelCNN today; the flow and the VAE next) implements [`FamilyModel`] for its
+//! model type, adds one entry to [`FAMILIES`], and writes its payload layout into `SPEC.md`.
+//! Nothing else changes: the codec API, the CLI, the bench and the golden tests reach every
+//! family through [`crate::Model`], which wraps a `dyn FamilyModel`.
+
+use std::fmt::Debug;
+
+use crate::error::{Error, Result};
+use crate::format::{CodecFamily, Header, ModelId};
+use crate::image::{ChannelLayout, Image};
+use crate::model_file::ModelFile;
+
+/// A family's encoded payload, with the model's ideal code length for reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FamilyPayload {
+    /// The payload bytes that follow the header.
+    pub bytes: Vec<u8>,
+    /// The model's ideal code length of the samples in bits (Σ −log2 p); `None` without a model.
+    pub ideal_bits: Option<f64>,
+}
+
+/// One model of one codec family: what the codec needs to code images with it.
+///
+/// Implementations are immutable after loading and shared between threads.
+pub trait FamilyModel:
+    Send + Sync + Debug + std::panic::RefUnwindSafe + std::panic::UnwindSafe
+{
+    /// The family byte written into headers.
+    fn family(&self) -> CodecFamily;
+
+    /// The id written into headers; `None` only for the `stored` family.
+    fn id(&self) -> Option<ModelId>;
+
+    /// The model's name (from its model file).
+    fn name(&self) -> &str;
+
+    /// One line on the model for tools: size, architecture.
+    fn summary(&self) -> String;
+
+    /// Upper bound, in bytes, of the memory that coding a `width`×`height` image of `layout`
+    /// allocates, beyond the input and the output. The codec checks it against
+    /// [`crate::Limits::max_working_memory`] before calling `encode` or `decode`. Saturates.
+    fn working_memory(&self, width: u32, height: u32, layout: ChannelLayout) -> u64;
+
+    /// Encodes the samples of `image` into a payload.
+    fn encode(&self, image: &Image) -> Result<FamilyPayload>;
+
+    /// Decodes the samples (`header.samples()` bytes, interleaved) of the image `header`
+    /// describes from `payload`. The caller has checked the header against its limits and that
+    /// `header.model` names this model; the caller verifies the check afterwards.
+    fn decode(&self, header: &Header, payload: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// The `stored` family: samples as they are, 8 bits each, no model.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoredModel;
+
+impl FamilyModel for StoredModel {
+    fn family(&self) -> CodecFamily {
+        CodecFamily::Stored
+    }
+    fn id(&self) -> Option<ModelId> {
+        None
+    }
+    fn name(&self) -> &str {
+        "stored"
+    }
+    fn summary(&self) -> String {
+        "no model: 8 bits per sample".into()
+    }
+    fn working_memory(&self, _width: u32, _height: u32, _layout: ChannelLayout) -> u64 {
+        0
+    }
+    fn encode(&self, image: &Image) -> Result<FamilyPayload> {
+        Ok(FamilyPayload {
+            bytes: image.data().to_vec(),
+            ideal_bits: None,
+        })
+    }
+    fn decode(&self, header: &Header, payload: &[u8]) -> Result<Vec<u8>> {
+        if payload.len() as u64 != header.samples() {
+            return Err(Error::CorruptPayload(format!(
+                "stored payload has {} bytes, the image {}",
+                payload.len(),
+                header.samples()
+            )));
+        }
+        Ok(payload.to_vec())
+    }
+}
+
+/// A family this build can load models of.
+pub struct FamilyEntry {
+    pub family: CodecFamily,
+    /// Parses and validates a model file whose metadata names this family.
+    pub parse: fn(&ModelFile<'_>) -> Result<crate::Model>,
+}
+
+/// Every model family of this build. The `family` field of a model file picks the entry by
+/// [`CodecFamily::name`].
+pub const FAMILIES: &[FamilyEntry] = &[FamilyEntry {
+    family: CodecFamily::PixelCnn,
+    parse: |file| {
+        Ok(crate::Model::new(
+            crate::pixelcnn::PixelCnnInt::from_model_file(file)?,
+        ))
+    },
+}];
+
+/// Whether this build can decode files of `family`.
+pub fn is_supported(family: CodecFamily) -> bool {
+    family == CodecFamily::Stored || FAMILIES.iter().any(|e| e.family == family)
+}
+
+/// Parses a model file of any family this build knows. A model of a family it does not know
+/// (written by a newer llif, or a family left out of this build) is
+/// [`Error::UnsupportedFamily`], not an invalid model.
+pub fn parse_model(bytes: &[u8]) -> Result<crate::Model> {
+    let file = ModelFile::parse(bytes)?;
+    FAMILIES
+        .iter()
+        .find(|e| e.family.name() == file.family)
+        .map(|e| (e.parse)(&file))
+        .unwrap_or_else(|| Err(Error::UnsupportedFamily(format!("{:?}", file.family))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_of_an_unknown_family_is_unsupported_not_invalid() {
+        for family in ["flow", "vae", "transformer-2031"] {
+            let meta = format!(r#"{{"family":"{family}","name":"future"}}"#);
+            let bytes = ModelFile::assemble(meta.as_bytes(), &[0; 16]);
+            assert!(
+                matches!(parse_model(&bytes), Err(Error::UnsupportedFamily(_))),
+                "{family}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_family_round_trips_and_checks_its_length() {
+        let img = Image::new(2, 1, ChannelLayout::Rgb, vec![1, 2, 3, 4, 5, 6]).unwrap();
+        let p = StoredModel.encode(&img).unwrap();
+        let header = Header {
+            version: crate::format::FORMAT_VERSION,
+            family: CodecFamily::Stored,
+            layout: ChannelLayout::Rgb,
+            model: None,
+            width: 2,
+            height: 1,
+            check: 0,
+        };
+        assert_eq!(StoredModel.decode(&header, &p.bytes).unwrap(), img.data());
+        assert!(matches!(
+            StoredModel.decode(&header, &p.bytes[1..]),
+            Err(Error::CorruptPayload(_))
+        ));
+    }
+}
