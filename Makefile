@@ -1,6 +1,7 @@
 # llif: two commands on a fresh machine.
 #   make demo   build, then compress/decompress/verify sample images against PNG, WebP, JPEG XL
-#   make test   build and run the test suite
+#   make test   the whole contract CI checks: fmt, the "may use" rules, clippy and tests of the
+#               library with and without libtorch, the programs, docs, an embedding crate
 # Both install what they need: libtorch 2.11.0 (CPU) from PyPI wheels into ~/.cache/llif (or
 # $LLIF_CACHE; set LIBTORCH to use another install), and best-effort cjxl and tcmalloc.
 
@@ -15,17 +16,20 @@ setup:
 	@scripts/setup-system.sh
 	@scripts/setup-libtorch.sh >/dev/null
 
+# Two cargo runs on purpose: built together, cargo would unify llif's features and link the
+# `llif` program against libtorch too.
 build: setup
-	$(ENV) cargo build --release --locked
+	cargo build --release --locked -p llif-cli
+	$(ENV) cargo build --release --locked -p llif-train
 
 demo: build
 	scripts/demo.sh
 
 test: setup
-	$(ENV) cargo test --locked
+	$(ENV) scripts/test.sh
 
 doc: setup
-	$(ENV) cargo doc --no-deps --locked
+	$(ENV) cargo doc --no-deps --locked -p llif --all-features
 
 # The figures quoted in README.md and models/README.md (need ../shared/data or LLIF_DATA).
 DATA ?= ../shared/data

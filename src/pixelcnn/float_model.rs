@@ -11,6 +11,7 @@ use super::arch::{fixed, Arch};
 use super::int_model::PixelCnnInt;
 use crate::coding::logistic::{LOG_SCALE_MAX, LOG_SCALE_MIN, MEAN_MAX, MEAN_MIN};
 use crate::error::{Error, Result};
+use crate::image::Image;
 use crate::intnet::tch_eval::TchLinear;
 
 /// Gathers each pixel's input vector: `[B, 3, H, W]` images (any float kind, already mapped to
@@ -288,4 +289,48 @@ mod tests {
         assert!(diff > 0.0, "bf16 path computed in f32");
         assert!(diff < 0.05, "parameters differ by {diff}");
     }
+}
+
+/// Encodes like [`super::encode_payload`], but computes every parameter in one teacher-forced libtorch
+/// pass (integers in f64, exact) on `device`, CPU or CUDA, then codes in the usual schedule. The
+/// bytes equal [`super::encode_payload`]'s: this is how a GPU encoder stays decodable on a CPU.
+pub fn encode_payload_tch(
+    model: &PixelCnnInt,
+    image: &Image,
+    device: tch::Device,
+) -> Result<(Vec<u8>, crate::coding::autoregressive::CodingStats)> {
+    let (w, h) = (image.width(), image.height());
+    let layout = image.layout();
+    let tch_model = PixelCnnTch::new(model, device);
+    let mut sets = vec![(0, layout.color_channels())];
+    if layout.has_alpha() {
+        sets.push((layout.color_channels(), 1));
+    }
+    let mut per_set = Vec::new();
+    for (first, channels) in sets {
+        // The network's view of the plane set: 3 channels per pixel, a single plane replicated.
+        let ctx: Vec<u8> = (0..image.pixels())
+            .flat_map(|px| {
+                let s = &image.data()[px * image.channels()..(px + 1) * image.channels()];
+                (0..3).map(move |c| {
+                    if channels == 3 {
+                        s[first + c]
+                    } else {
+                        s[first]
+                    }
+                })
+            })
+            .collect();
+        let t = images_to_tensor(&[&ctx], h, w);
+        let params = Vec::<f64>::try_from(
+            tch_model
+                .params(&t)
+                .to_device(tch::Device::Cpu)
+                .flatten(0, 1),
+        )
+        .map_err(|e| crate::Error::Torch(e.to_string()))?;
+        per_set.push(params.into_iter().map(|v| v as i32).collect());
+    }
+    let mut session = super::PixelCnnSession::with_precomputed(model, w, h, layout, per_set);
+    crate::coding::autoregressive::encode_autoregressive(&mut session, image.data())
 }

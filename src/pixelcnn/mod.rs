@@ -25,6 +25,9 @@ pub use arch::Arch;
 pub use int_model::{ModelMeta, PixelCnnInt};
 pub use session::PixelCnnSession;
 
+#[cfg(feature = "torch")]
+pub use float_model::encode_payload_tch;
+
 use crate::coding::autoregressive::{decode_autoregressive, encode_autoregressive, CodingStats};
 use crate::error::Result;
 use crate::family::{FamilyModel, FamilyPayload};
@@ -76,51 +79,6 @@ impl FamilyModel for PixelCnnInt {
 /// Encodes an image's samples into a range-coder payload.
 pub fn encode_payload(model: &PixelCnnInt, image: &Image) -> Result<(Vec<u8>, CodingStats)> {
     let mut session = PixelCnnSession::new(model, image.width(), image.height(), image.layout());
-    encode_autoregressive(&mut session, image.data())
-}
-
-#[cfg(feature = "torch")]
-/// Encodes like [`encode_payload`], but computes every parameter in one teacher-forced libtorch
-/// pass (integers in f64, exact) on `device`, CPU or CUDA, then codes in the usual schedule. The
-/// bytes equal [`encode_payload`]'s: this is how a GPU encoder stays decodable on a CPU.
-pub fn encode_payload_tch(
-    model: &PixelCnnInt,
-    image: &Image,
-    device: tch::Device,
-) -> Result<(Vec<u8>, CodingStats)> {
-    let (w, h) = (image.width(), image.height());
-    let layout = image.layout();
-    let tch_model = float_model::PixelCnnTch::new(model, device);
-    let mut sets = vec![(0, layout.color_channels())];
-    if layout.has_alpha() {
-        sets.push((layout.color_channels(), 1));
-    }
-    let mut per_set = Vec::new();
-    for (first, channels) in sets {
-        // The network's view of the plane set: 3 channels per pixel, a single plane replicated.
-        let ctx: Vec<u8> = (0..image.pixels())
-            .flat_map(|px| {
-                let s = &image.data()[px * image.channels()..(px + 1) * image.channels()];
-                (0..3).map(move |c| {
-                    if channels == 3 {
-                        s[first + c]
-                    } else {
-                        s[first]
-                    }
-                })
-            })
-            .collect();
-        let t = float_model::images_to_tensor(&[&ctx], h, w);
-        let params = Vec::<f64>::try_from(
-            tch_model
-                .params(&t)
-                .to_device(tch::Device::Cpu)
-                .flatten(0, 1),
-        )
-        .map_err(|e| crate::Error::Torch(e.to_string()))?;
-        per_set.push(params.into_iter().map(|v| v as i32).collect());
-    }
-    let mut session = PixelCnnSession::with_precomputed(model, w, h, layout, per_set);
     encode_autoregressive(&mut session, image.data())
 }
 
