@@ -448,11 +448,7 @@ pub fn train(
     let base_seconds = state.seconds;
     let (mut run_bits, mut run_n) = (0.0, 0usize);
     let first_step = state.step;
-    let precision = if cfg.bf16 {
-        Precision::Bf16Hidden
-    } else {
-        Precision::F32
-    };
+    let precision = choose_precision(cfg, device);
     while state.step < cfg.steps {
         // Linear warm-up over 300 steps, then cosine decay to 2% of the peak. A resumed run
         // warms up again: Adam's moments start from zero, and a full-size first step from
@@ -519,6 +515,22 @@ pub fn train(
         Some(avg) => export(&avg.net, cfg, data, device),
         None => export(&net, cfg, data, device),
     }
+}
+
+/// `--bf16` where it pays: on CUDA, or on a CPU with native bf16 matrix multiplies. Elsewhere
+/// the run says so and trains in f32, which is then the faster of the two.
+fn choose_precision(cfg: &TrainConfig, device: Device) -> Precision {
+    if !cfg.bf16 {
+        return Precision::F32;
+    }
+    if device == Device::Cpu && !crate::runtime::cpu_has_fast_bf16() {
+        eprintln!(
+            "note: --bf16 ignored: this CPU has no AVX-512 BF16, and libtorch's bf16 fallback is \
+             much slower than f32 here; training in f32"
+        );
+        return Precision::F32;
+    }
+    Precision::Bf16Hidden
 }
 
 /// Quantizes the float network, writes `OUT.llifm`, and reports float vs integer NLL on the
