@@ -262,35 +262,6 @@ pub fn images_to_tensor(samples: &[&[u8]], height: u32, width: u32) -> Tensor {
         .contiguous()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// bf16 training must compute (nearly) the network that is exported: the same parameters
-    /// up to bf16 rounding and the same loss within 1%, and the result must come back as f32.
-    #[test]
-    fn bf16_hidden_matmuls_track_f32() {
-        let arch = crate::testing::tiny_arch();
-        tch::manual_seed(3);
-        let net = PixelCnnFloat::new(arch, Device::Cpu).unwrap();
-        let images = Tensor::randint(256, [2, 3, 8, 8], (Kind::Uint8, Device::Cpu));
-        let f32_nll = net.nll_bits(&images, Precision::F32);
-        let bf16_nll = net.nll_bits(&images, Precision::Bf16Hidden);
-        assert_eq!(bf16_nll.kind(), Kind::Float);
-        let mean_f32 = f32_nll.mean(Kind::Double).double_value(&[]);
-        let mean_bf16 = bf16_nll.mean(Kind::Double).double_value(&[]);
-        assert!(
-            (mean_f32 - mean_bf16).abs() < 0.01 * mean_f32,
-            "f32 {mean_f32} vs bf16 {mean_bf16}"
-        );
-        let p32 = net.forward(&images, Precision::F32);
-        let p16 = net.forward(&images, Precision::Bf16Hidden);
-        let diff = (p32 - p16).abs().max().double_value(&[]);
-        assert!(diff > 0.0, "bf16 path computed in f32");
-        assert!(diff < 0.05, "parameters differ by {diff}");
-    }
-}
-
 /// Encodes like [`super::encode_payload`], but computes every parameter in one teacher-forced libtorch
 /// pass (integers in f64, exact) on `device`, CPU or CUDA, then codes in the usual schedule. The
 /// bytes equal [`super::encode_payload`]'s: this is how a GPU encoder stays decodable on a CPU.
@@ -333,4 +304,33 @@ pub fn encode_payload_tch(
     }
     let mut session = super::PixelCnnSession::with_precomputed(model, w, h, layout, per_set);
     crate::coding::autoregressive::encode_autoregressive(&mut session, image.data())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// bf16 training must compute (nearly) the network that is exported: the same parameters
+    /// up to bf16 rounding and the same loss within 1%, and the result must come back as f32.
+    #[test]
+    fn bf16_hidden_matmuls_track_f32() {
+        let arch = crate::testing::tiny_arch();
+        tch::manual_seed(3);
+        let net = PixelCnnFloat::new(arch, Device::Cpu).unwrap();
+        let images = Tensor::randint(256, [2, 3, 8, 8], (Kind::Uint8, Device::Cpu));
+        let f32_nll = net.nll_bits(&images, Precision::F32);
+        let bf16_nll = net.nll_bits(&images, Precision::Bf16Hidden);
+        assert_eq!(bf16_nll.kind(), Kind::Float);
+        let mean_f32 = f32_nll.mean(Kind::Double).double_value(&[]);
+        let mean_bf16 = bf16_nll.mean(Kind::Double).double_value(&[]);
+        assert!(
+            (mean_f32 - mean_bf16).abs() < 0.01 * mean_f32,
+            "f32 {mean_f32} vs bf16 {mean_bf16}"
+        );
+        let p32 = net.forward(&images, Precision::F32);
+        let p16 = net.forward(&images, Precision::Bf16Hidden);
+        let diff = (p32 - p16).abs().max().double_value(&[]);
+        assert!(diff > 0.0, "bf16 path computed in f32");
+        assert!(diff < 0.05, "parameters differ by {diff}");
+    }
 }
