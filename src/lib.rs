@@ -30,7 +30,7 @@
 //!   bench (oxipng, libwebp).
 //!
 //! Where things are: `STRUCTURE.md` in the repository maps the modules and the data flow from
-//! pixels to bits; [`format`] holds the file format specification.
+//! pixels to bits; [`mod@format`] holds the file format specification.
 
 pub mod bench;
 pub mod codec;
