@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
-use crate::family::{self, FamilyModel, StoredModel};
+use crate::family::{self, DecodeControl, FamilyModel, StoredModel};
 use crate::format::{self, CodecFamily, Header, Limits, ModelId, FORMAT_VERSION};
 use crate::image::Image;
 
@@ -332,6 +332,17 @@ fn model_for(h: &Header, models: &ModelSet) -> Result<Model> {
 /// the file's family and model, the model's working memory against `limits`, then decodes and
 /// verifies the CRC-32, so a wrong decode is an error, never a picture.
 pub fn decode_image(bytes: &[u8], models: &ModelSet, limits: &Limits) -> Result<Image> {
+    decode_image_with(bytes, models, limits, &DecodeControl::default())
+}
+
+/// [`decode_image`] with a [`DecodeControl`]: progress reports, and cancellation from another
+/// thread (the decode then returns [`Error::Cancelled`]).
+pub fn decode_image_with(
+    bytes: &[u8],
+    models: &ModelSet,
+    limits: &Limits,
+    control: &DecodeControl<'_>,
+) -> Result<Image> {
     let file = Header::parse(bytes, limits)?;
     let h = file.header;
     let model = model_for(&h, models)?;
@@ -339,7 +350,7 @@ pub fn decode_image(bytes: &[u8], models: &ModelSet, limits: &Limits) -> Result<
         .family_model()
         .working_memory(h.width, h.height, h.layout);
     limits.check_working_memory(memory)?;
-    let samples = model.family_model().decode(&h, file.payload)?;
+    let samples = model.family_model().decode(&h, file.payload, control)?;
     if samples.len() as u64 != h.samples() {
         return Err(Error::Internal(format!(
             "{} decoder returned {} samples for a {}x{} {} image",

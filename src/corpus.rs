@@ -155,10 +155,22 @@ fn refuse_lossy(bytes: &[u8]) -> Result<()> {
 /// WebP are refused ([`Error::Unsupported`]), and so are animated GIFs (only their first frame
 /// would be kept).
 pub fn decode_image_bytes(bytes: &[u8]) -> Result<Image> {
+    decode_image_bytes_within(bytes, &crate::Limits::none())
+}
+
+/// [`decode_image_bytes`], refusing images over `limits` before their pixels are allocated (the
+/// `image` crate checks the dimensions in the file's header against them).
+pub fn decode_image_bytes_within(bytes: &[u8], limits: &crate::Limits) -> Result<Image> {
     refuse_lossy(bytes)?;
-    let reader = ImageReader::new(Cursor::new(bytes))
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(Error::IoOther)?;
+    let mut image_limits = image::Limits::default();
+    image_limits.max_image_width = Some(limits.max_side);
+    image_limits.max_image_height = Some(limits.max_side);
+    // 4 samples a pixel at most, plus the decoder's own buffers.
+    image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(1 << 20));
+    reader.limits(image_limits);
     let format = reader
         .format()
         .ok_or_else(|| Error::ImageFile("unrecognised image format".into()))?;
@@ -167,10 +179,13 @@ pub fn decode_image_bytes(bytes: &[u8]) -> Result<Image> {
             "animated GIF input is refused: llif codes one image, and the other frames would be lost".into(),
         ));
     }
-    let decoded = reader
-        .decode()
-        .map_err(|e| Error::ImageFile(e.to_string()))?;
-    dynamic_to_image(decoded)
+    let decoded = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(l) => Error::LimitExceeded(format!("input image: {l}")),
+        e => Error::ImageFile(e.to_string()),
+    })?;
+    let img = dynamic_to_image(decoded)?;
+    limits.check(img.width(), img.height())?;
+    Ok(img)
 }
 
 /// Number of frames of a GIF, counting at most 2.
@@ -240,17 +255,21 @@ fn extension(path: &Path) -> Option<String> {
 /// RGB, `.pgm` gray, `.pnm` either). Any other extension is refused rather than written as PNG
 /// under a misleading name.
 pub fn write_image_file(img: &Image, path: &Path) -> Result<()> {
-    let bytes = match extension(path).as_deref() {
-        None | Some("png") => encode_png(img)?,
-        Some(ext @ ("ppm" | "pgm" | "pnm")) => encode_pnm(img, ext)?,
-        Some(ext) => {
-            return Err(Error::Unsupported(format!(
-                "{}: cannot write .{ext} files (use .png, .ppm, .pgm or .pnm)",
-                path.display()
-            )))
-        }
-    };
+    let bytes = encode_for_path(img, path)?;
     std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+}
+
+/// The bytes [`write_image_file`] would write to `path`, in memory (for writers that place the
+/// file themselves, e.g. through a temporary file beside it).
+pub fn encode_for_path(img: &Image, path: &Path) -> Result<Vec<u8>> {
+    match extension(path).as_deref() {
+        None | Some("png") => encode_png(img),
+        Some(ext @ ("ppm" | "pgm" | "pnm")) => encode_pnm(img, ext),
+        Some(ext) => Err(Error::Unsupported(format!(
+            "{}: cannot write .{ext} files (use .png, .ppm, .pgm or .pnm)",
+            path.display()
+        ))),
+    }
 }
 
 /// Binary PNM (P5 or P6) for the extension `ext`; refuses layouts the subtype cannot hold.

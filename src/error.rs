@@ -69,6 +69,10 @@ pub enum Error {
     #[error("torch: {0}")]
     Torch(String),
 
+    /// The caller cancelled the operation (through [`crate::DecodeControl`]).
+    #[error("cancelled")]
+    Cancelled,
+
     // ---- llif itself ----
     /// A broken invariant inside llif (e.g. a model schedule that skipped a sample): a bug to
     /// report, never the input's or the caller's fault.
@@ -105,6 +109,8 @@ pub enum ErrorKind {
     Caller,
     /// A model file that cannot be used, or a failure inside libtorch.
     Model,
+    /// The caller cancelled it.
+    Cancelled,
     /// A bug in llif.
     Internal,
     /// I/O and other failures of the environment.
@@ -126,6 +132,7 @@ impl Error {
             Error::LimitExceeded(_) => ErrorKind::LimitExceeded,
             Error::InvalidImage(_) | Error::Unsupported(_) | Error::Usage(_) => ErrorKind::Caller,
             Error::InvalidModel(_) | Error::Torch(_) => ErrorKind::Model,
+            Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,
             Error::Io { .. } | Error::IoOther(_) | Error::Failed(_) | Error::ImageFile(_) => {
                 ErrorKind::Environment

@@ -7,6 +7,7 @@
 //! family through [`crate::Model`], which wraps a `dyn FamilyModel`.
 
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::format::{CodecFamily, Header, ModelId};
@@ -20,6 +21,57 @@ pub struct FamilyPayload {
     pub bytes: Vec<u8>,
     /// The model's ideal code length of the samples in bits (Σ −log2 p); `None` without a model.
     pub ideal_bits: Option<f64>,
+}
+
+/// Lets a caller follow a long decode and stop it (e.g. from another thread, or a UI).
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// let stop = AtomicBool::new(false);
+/// let show = |done: u64, total: u64| eprintln!("{done}/{total}");
+/// let control = llif::DecodeControl::default().with_cancel(&stop).with_progress(&show);
+/// stop.store(true, Ordering::Relaxed); // a decode with `control` now ends with Error::Cancelled
+/// # let _ = control;
+/// ```
+#[derive(Clone, Copy, Default)]
+pub struct DecodeControl<'a> {
+    cancel: Option<&'a AtomicBool>,
+    progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+}
+
+impl<'a> DecodeControl<'a> {
+    /// Stop the decode (with [`Error::Cancelled`]) soon after `flag` becomes true.
+    pub fn with_cancel(mut self, flag: &'a AtomicBool) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    /// Call `progress(done, total)` as the decode advances (units are the family's: wavefronts
+    /// for the PixelCNN; `done == total` at the end).
+    pub fn with_progress(mut self, progress: &'a (dyn Fn(u64, u64) + Sync)) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Reports progress, and errors if the decode was cancelled.
+    pub fn step(&self, done: u64, total: u64) -> Result<()> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Cancelled);
+        }
+        if let Some(p) = self.progress {
+            p(done, total);
+        }
+        Ok(())
+    }
+}
+
+impl Debug for DecodeControl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodeControl")
+            .field("cancel", &self.cancel)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 /// One model of one codec family: what the codec needs to code images with it.
@@ -50,8 +102,9 @@ pub trait FamilyModel:
 
     /// Decodes the samples (`header.samples()` bytes, interleaved) of the image `header`
     /// describes from `payload`. The caller has checked the header against its limits and that
-    /// `header.model` names this model; the caller verifies the check afterwards.
-    fn decode(&self, header: &Header, payload: &[u8]) -> Result<Vec<u8>>;
+    /// `header.model` names this model; the caller verifies the check afterwards. A long decode
+    /// reports progress to `control` and stops with [`Error::Cancelled`] when it is cancelled.
+    fn decode(&self, header: &Header, payload: &[u8], control: &DecodeControl<'_>) -> Result<Vec<u8>>;
 }
 
 /// The `stored` family: samples as they are, 8 bits each, no model.
@@ -80,7 +133,7 @@ impl FamilyModel for StoredModel {
             ideal_bits: None,
         })
     }
-    fn decode(&self, header: &Header, payload: &[u8]) -> Result<Vec<u8>> {
+    fn decode(&self, header: &Header, payload: &[u8], _: &DecodeControl<'_>) -> Result<Vec<u8>> {
         if payload.len() as u64 != header.samples() {
             return Err(Error::CorruptPayload(format!(
                 "stored payload has {} bytes, the image {}",
@@ -156,9 +209,10 @@ mod tests {
             height: 1,
             check: 0,
         };
-        assert_eq!(StoredModel.decode(&header, &p.bytes).unwrap(), img.data());
+        let ctl = DecodeControl::default();
+        assert_eq!(StoredModel.decode(&header, &p.bytes, &ctl).unwrap(), img.data());
         assert!(matches!(
-            StoredModel.decode(&header, &p.bytes[1..]),
+            StoredModel.decode(&header, &p.bytes[1..], &ctl),
             Err(Error::CorruptPayload(_))
         ));
     }

@@ -88,10 +88,36 @@ impl std::fmt::Debug for Image {
     }
 }
 
+/// `width × height × channels` of an image, checked: an error (not a wrapped product) when it
+/// does not fit this machine's address space.
+pub fn sample_count(width: u32, height: u32, layout: ChannelLayout) -> Result<u64> {
+    (width as u64)
+        .checked_mul(height as u64)
+        .and_then(|p| p.checked_mul(layout.channels() as u64))
+        .filter(|&n| n <= isize::MAX as u64)
+        .ok_or_else(|| {
+            Error::LimitExceeded(format!(
+                "a {width}x{height} {layout} image has more samples than this machine can address"
+            ))
+        })
+}
+
+/// An empty buffer with room for `n` bytes, or a typed error when the allocation fails (instead
+/// of aborting the process).
+pub fn try_alloc(n: u64) -> Result<Vec<u8>> {
+    let n = usize::try_from(n)
+        .map_err(|_| Error::LimitExceeded(format!("{n} bytes do not fit in memory")))?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::LimitExceeded(format!("could not allocate {} MiB", n >> 20))
+    })?;
+    Ok(v)
+}
+
 impl Image {
     /// Wraps interleaved samples. Errors if the buffer length does not match or a side is 0.
     pub fn new(width: u32, height: u32, layout: ChannelLayout, data: Vec<u8>) -> Result<Self> {
-        let expected = (width as u64) * (height as u64) * layout.channels() as u64;
+        let expected = sample_count(width, height, layout)?;
         if width == 0 || height == 0 {
             return Err(Error::InvalidImage(format!(
                 "image is {width}x{height}: both sides must be at least 1"
@@ -113,8 +139,10 @@ impl Image {
 
     /// An image with every sample set to `value`.
     pub fn filled(width: u32, height: u32, layout: ChannelLayout, value: u8) -> Result<Self> {
-        let n = (width as usize) * (height as usize) * layout.channels();
-        Image::new(width, height, layout, vec![value; n])
+        let n = sample_count(width, height, layout)?;
+        let mut data = try_alloc(n)?;
+        data.resize(n as usize, value);
+        Image::new(width, height, layout, data)
     }
 
     pub fn width(&self) -> u32 {

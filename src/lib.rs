@@ -49,10 +49,10 @@ pub mod runtime;
 pub mod testing;
 
 pub use codec::{
-    decode_image, encode_image, encode_image_with, encode_image_with_stats, read_header,
-    EncodeOptions, Encoded, Model, ModelSet,
+    decode_image, decode_image_with, encode_image, encode_image_with, encode_image_with_stats,
+    read_header, EncodeOptions, Encoded, Model, ModelSet,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use family::FamilyModel;
+pub use family::{DecodeControl, FamilyModel};
 pub use format::{CodecFamily, Header, Limits, ModelId};
 pub use image::{ChannelLayout, Image};

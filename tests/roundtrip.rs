@@ -178,3 +178,56 @@ fn family_names_find_the_best_builtin_model() {
     assert!(models.find("flow").is_none(), "no flow model ships yet");
     assert_eq!(models.find("stored").unwrap().family(), CodecFamily::Stored);
 }
+
+/// A library caller can follow a decode and cancel it: progress runs up to its total, and a
+/// decode whose flag is raised (here by its own progress callback, halfway) ends with
+/// `Error::Cancelled`, not a picture.
+#[test]
+fn a_decode_reports_progress_and_can_be_cancelled() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let model = Model::new(random_pixelcnn(tiny_arch(), 6));
+    let img = synthetic_image(40, 30, ChannelLayout::Rgba, 5, 1);
+    let bytes = encode_with_model(&img, &model).unwrap();
+    let mut models = ModelSet::empty();
+    models.add("tiny", model);
+
+    let seen = Mutex::new(Vec::new());
+    let record = |done: u64, total: u64| seen.lock().unwrap().push((done, total));
+    let control = llif::DecodeControl::default().with_progress(&record);
+    let decoded = llif::decode_image_with(&bytes, &models, &Limits::default(), &control).unwrap();
+    assert_eq!(decoded, img);
+    let seen = seen.into_inner().unwrap();
+    let (_, total) = seen[0];
+    assert!(total > 1);
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0 && w[1].1 == total));
+    assert_eq!(*seen.last().unwrap(), (total, total));
+
+    let stop = AtomicBool::new(false);
+    let halfway = |done: u64, total: u64| {
+        if 2 * done >= total {
+            stop.store(true, Ordering::Relaxed);
+        }
+    };
+    let control = llif::DecodeControl::default()
+        .with_cancel(&stop)
+        .with_progress(&halfway);
+    let err = llif::decode_image_with(&bytes, &models, &Limits::default(), &control).unwrap_err();
+    assert!(matches!(err, llif::Error::Cancelled), "{err}");
+    assert_eq!(err.kind(), llif::ErrorKind::Cancelled);
+}
+
+/// Sizes are multiplied with checks: an image can never disagree with its dimensions.
+#[test]
+fn size_products_never_wrap() {
+    let err = Image::new(u32::MAX, u32::MAX, ChannelLayout::Rgba, Vec::new()).unwrap_err();
+    assert_eq!(err.kind(), llif::ErrorKind::LimitExceeded, "{err}");
+    assert!(Image::filled(1 << 31, 1 << 31, ChannelLayout::Rgba, 0).is_err());
+    // 2^31 x 2^31 RGBA is 2^64 samples: refused even with no limits.
+    let mut b = vec![0x4C, 0xF1, 1, 3];
+    b.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x08, 0x80, 0x80, 0x80, 0x80, 0x08, 0, 0, 0, 0]);
+    let err = llif::read_header(&b, &Limits::none()).unwrap_err();
+    assert_eq!(err.kind(), llif::ErrorKind::LimitExceeded, "{err}");
+    let err = decode_image(&b, &ModelSet::empty(), &Limits::none()).unwrap_err();
+    assert_eq!(err.kind(), llif::ErrorKind::LimitExceeded, "{err}");
+}

@@ -234,3 +234,253 @@ fn models_and_info_list_what_is_built_in() {
         assert!(text.contains("(default)"), "{text}");
     }
 }
+
+// ---- faults an outside probe found (issue 9): each fails on the code before the fix --------
+
+/// A stored `.llif` header (no payload) for a `w`×`h` image of layout code `layout`.
+fn stored_header(w: u32, h: u32, layout: u8) -> Vec<u8> {
+    fn leb(mut v: u32, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7F) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let mut b = vec![0x4C, 0xF1, 1, layout];
+    leb(w, &mut b);
+    leb(h, &mut b);
+    b.extend_from_slice(&[0, 0, 0, 0]);
+    b
+}
+
+fn no_panic(o: &Output) {
+    let err = stderr(o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(o.status.code(), Some(101), "{err}");
+}
+
+#[test]
+fn info_verify_applies_the_limits_to_huge_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("huge.llif");
+    // 4294967295 x 4294967295 RGB: used to panic with "capacity overflow".
+    std::fs::write(&f, stored_header(u32::MAX, u32::MAX, 2)).unwrap();
+    let o = llif(&["info", "--verify", path(&f)]);
+    no_panic(&o);
+    assert!(stderr(&o).contains("limit exceeded"), "{}", stderr(&o));
+    // 100000 x 100000: used to abort on a 30 GB allocation.
+    std::fs::write(&f, stored_header(100_000, 100_000, 2)).unwrap();
+    let o = llif(&["info", "--verify", path(&f)]);
+    no_panic(&o);
+    assert!(stderr(&o).contains("limit exceeded"), "{}", stderr(&o));
+}
+
+/// 2^31 x 2^31 RGBA has 2^64 samples: the product used to wrap to 0, and the file was
+/// "verified" and written out as an invalid PNG with exit 0.
+#[test]
+fn a_sample_count_that_overflows_is_refused_even_with_limits_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("wrap.llif");
+    std::fs::write(&f, stored_header(1 << 31, 1 << 31, 3)).unwrap();
+    let raise = ["--max-side", "4294967295", "--max-pixels", "18446744073709551615"];
+    let mut args = vec!["info", "--verify", path(&f)];
+    args.extend_from_slice(&raise);
+    let o = llif(&args);
+    no_panic(&o);
+    assert_ne!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    let out = dir.path().join("wrap.png");
+    let mut args = vec!["decompress", path(&f), "-o", path(&out)];
+    args.extend_from_slice(&raise);
+    let o = llif(&args);
+    no_panic(&o);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(!out.exists());
+}
+
+/// A 16-byte header-only pixelcnn file of 65535x1024 used to be decoded for minutes; the default
+/// limits now refuse it at once.
+#[test]
+fn a_tiny_file_claiming_a_huge_image_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("tiny.llif");
+    let mut b = stored_header(65_535, 1024, 2);
+    b[3] |= 1 << 2; // pixelcnn
+    b.splice(4..4, 0x29aaaf5fu32.to_le_bytes()); // the default model's id, 5faaa029
+    std::fs::write(&f, &b).unwrap();
+    let t = std::time::Instant::now();
+    let o = llif(&["decompress", path(&f), "-o", path(&dir.path().join("t.png"))]);
+    no_panic(&o);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
+}
+
+/// The magic and header are read first: a gigabyte of zeros on stdin fails after a few bytes.
+#[test]
+fn garbage_on_stdin_is_refused_after_the_magic() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llif"))
+        .args(["decompress", "-", "-o", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut written = 0usize;
+    // Up to 1 GiB; the reader stops reading long before, which ends this loop with EPIPE.
+    while written < 1 << 30 {
+        if stdin.write_all(&zeros).is_err() {
+            break;
+        }
+        written += zeros.len();
+    }
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(written < 1 << 30, "the whole input was read");
+    let o = llif(&["info", "/dev/zero"]);
+    assert!(stderr(&o).contains("not an llif file"), "{}", stderr(&o));
+}
+
+/// `decompress` writes only beside its output: a missing $TMPDIR does not matter.
+#[test]
+fn decompress_does_not_need_tmpdir() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_png(dir.path(), "a.png");
+    let f = dir.path().join("a.llif");
+    assert!(llif(&["compress", path(&input), "-o", path(&f)]).status.success());
+    for out in ["b.png", "b.ppm"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_llif"))
+            .args(["decompress", path(&f), "-o", path(&dir.path().join(out))])
+            .env("TMPDIR", dir.path().join("no-such-folder"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{out}: {}", stderr(&o));
+    }
+}
+
+/// `compress` refuses what `decompress` would refuse with the same (default) limits.
+#[test]
+fn compress_applies_the_decoder_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("wide.png");
+    image::GrayImage::from_pixel(66_000, 1, image::Luma([7])).save(&p).unwrap();
+    let o = llif(&["compress", path(&p)]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(!dir.path().join("wide.llif").exists());
+    // Raised on both sides, it round-trips.
+    let f = dir.path().join("w.llif");
+    let o = llif(&["compress", path(&p), "-o", path(&f), "--max-side", "70000", "-m", "stored"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = llif(&["decompress", path(&f), "-o", path(&dir.path().join("w.png"))]);
+    assert_eq!(o.status.code(), Some(5), "default limits refuse it again");
+    let o = llif(&["decompress", path(&f), "-o", path(&dir.path().join("w.png")), "--max-side", "70000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// `--force` replaces regular files only: never a symlink (nor what it points to) or a device.
+#[test]
+fn force_never_replaces_a_symlink_or_a_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_png(dir.path(), "a.png");
+    let target = dir.path().join("precious.txt");
+    std::fs::write(&target, b"keep me").unwrap();
+    let link = dir.path().join("link.llif");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = llif(&["compress", path(&input), "-o", path(&link), "--force"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+    let o = llif(&["compress", path(&input), "-o", "/dev/null", "--force"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device_like());
+    // A regular file is replaced with --force.
+    let out = dir.path().join("a.llif");
+    std::fs::write(&out, b"old").unwrap();
+    let o = llif(&["compress", path(&input), "-o", path(&out), "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+trait CharDevice {
+    fn is_char_device_like(&self) -> bool;
+}
+
+impl CharDevice for std::fs::FileType {
+    fn is_char_device_like(&self) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        self.is_char_device()
+    }
+}
+
+/// A closed stdout ends each command quietly: no panic, no backtrace.
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_png(dir.path(), "a.png");
+    let f = dir.path().join("a.llif");
+    assert!(llif(&["compress", path(&input), "-o", path(&f)]).status.success());
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["info", path(&f), path(&f)],
+        vec!["info", "--verify", path(&f)],
+        vec!["models"],
+        vec!["info"],
+        vec!["decompress", path(&f), "-o", "-"],
+        vec!["compress", path(&input), "-o", "-"],
+        vec!["bench", "--image", path(&input), "--codecs", "png"],
+        vec!["--help"],
+    ];
+    for args in runs {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_llif"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // closed before the program writes
+        let o = child.wait_with_output().unwrap();
+        no_panic(&o);
+        assert!(stderr(&o).is_empty(), "{args:?}: {}", stderr(&o));
+    }
+}
+
+/// SIGTERM or SIGINT while the output is being written leaves no `.llif-tmp-*` file beside it.
+/// The program is held (`LLIF_TEST_WRITE_PAUSE_MS`) with its temporary file written, and
+/// signalled at that moment.
+#[test]
+fn a_signal_during_the_write_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_png(dir.path(), "a.png");
+    let temps = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".llif-tmp-"))
+            .collect()
+    };
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let out = dir.path().join(format!("o{sig}.llif"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_llif"))
+            .args(["compress", path(&input), "-o", path(&out)])
+            .env("LLIF_TEST_WRITE_PAUSE_MS", "20000")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while temps(dir.path()).is_empty() {
+            assert!(start.elapsed().as_secs() < 20, "no temporary file appeared");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(sig), "dies of the signal it got");
+        assert!(temps(dir.path()).is_empty(), "signal {sig}: {:?}", temps(dir.path()));
+        assert!(!out.exists());
+    }
+}

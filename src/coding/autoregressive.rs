@@ -25,6 +25,46 @@ pub trait AutoregressiveModel {
     fn commit(&mut self, values: &[u8]);
 }
 
+/// The desync trace (see `DESYNC.md`): with `LLIF_TRACE=PREFIX` set, the encoder writes one line
+/// per coded symbol to `PREFIX.enc` and the decoder to `PREFIX.dec`: the symbol's position in
+/// coding order, its sample index, its value, its frequency, and a CRC-32 of the whole
+/// cumulative table. Where an encoder and a decoder part, the two files part at the first
+/// symbol whose distribution (or value) differs; `scripts/first-desync.sh` finds it.
+struct Trace {
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    coded: u64,
+}
+
+impl Trace {
+    fn from_env(side: &str) -> Trace {
+        let out = std::env::var_os("LLIF_TRACE").and_then(|prefix| {
+            let mut path = prefix;
+            path.push(format!(".{side}"));
+            std::fs::File::create(path).ok().map(std::io::BufWriter::new)
+        });
+        Trace { out, coded: 0 }
+    }
+
+    fn record<D: QuantizedCdf + ?Sized>(&mut self, idx: usize, value: u32, dist: &D) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        use std::io::Write;
+        let mut crc = crc32fast::Hasher::new();
+        for x in 0..=dist.num_symbols() {
+            crc.update(&dist.cdf(x).to_le_bytes());
+        }
+        let _ = writeln!(
+            out,
+            "{} sample={idx} value={value} freq={} table={:08x}",
+            self.coded,
+            dist.frequency(value),
+            crc.finalize()
+        );
+        self.coded += 1;
+    }
+}
+
 /// Statistics of one encode.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CodingStats {
@@ -47,6 +87,7 @@ pub fn encode_autoregressive<M: AutoregressiveModel>(
         )));
     }
     let mut enc = RangeEncoder::new();
+    let mut trace = Trace::from_env("enc");
     let mut group = Vec::new();
     let mut values = Vec::new();
     let mut seen = vec![false; samples.len()];
@@ -59,6 +100,7 @@ pub fn encode_autoregressive<M: AutoregressiveModel>(
             if std::mem::replace(&mut seen[*idx], true) {
                 return Err(Error::Internal(format!("model coded sample {idx} twice")));
             }
+            trace.record(*idx, v as u32, dist);
             enc.encode(v as u32, dist)?;
             values.push(v);
         }
@@ -82,20 +124,26 @@ pub fn decode_autoregressive<M: AutoregressiveModel>(
     payload: &[u8],
 ) -> Result<Vec<u8>> {
     let n = model.sample_count();
-    let mut out = vec![0u8; n];
-    let mut seen = vec![false; n];
+    // Allocated fallibly: a file's size was checked against the caller's limits, but an
+    // allocation that fails anyway is an error, not an abort.
+    let mut out = crate::image::try_alloc(n as u64)?;
+    out.resize(n, 0);
+    let mut seen = crate::image::try_alloc(n as u64)?;
+    seen.resize(n, 0);
     let mut dec = RangeDecoder::new(payload)?;
+    let mut trace = Trace::from_env("dec");
     let mut group = Vec::new();
     let mut values = Vec::new();
     while model.next_group(&mut group)? {
         values.clear();
         for (idx, dist) in &group {
             let v = dec.decode(dist)?;
+            trace.record(*idx, v, dist);
             let v = u8::try_from(v).map_err(|_| {
                 Error::CorruptPayload(format!("decoded symbol {v} is not a sample"))
             })?;
             match seen.get_mut(*idx) {
-                Some(s) if !*s => *s = true,
+                Some(s) if *s == 0 => *s = 1,
                 _ => {
                     return Err(Error::Internal(format!(
                         "model named sample {idx} out of order"
@@ -107,7 +155,7 @@ pub fn decode_autoregressive<M: AutoregressiveModel>(
         }
         model.commit(&values);
     }
-    if seen.iter().any(|s| !s) {
+    if seen.iter().any(|&s| s == 0) {
         return Err(Error::Internal("model did not code every sample".into()));
     }
     dec.finish()?;

@@ -7,6 +7,9 @@ use crate::image::ChannelLayout;
 
 /// The first two bytes of every `.llif` file.
 pub const MAGIC: [u8; 2] = [0x4C, 0xF1];
+/// The longest header: magic, version, codec byte, model id, two 5-byte LEB128 sides, check.
+pub const MAX_HEADER_BYTES: usize = 2 + 1 + 1 + 4 + 5 + 5 + 4;
+
 /// The format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: u8 = 1;
 
@@ -116,11 +119,18 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 65,535 pixels a side, 64 Mpixel in all, 2 GiB of working memory, 1,000,000 images.
+    /// 65,535 pixels a side, 16 Mpixel (2^24) in all, 2 GiB of working memory, 1,000,000
+    /// images.
+    ///
+    /// The pixel budget bounds the time one file can cost: the slowest built-in model, the
+    /// PixelCNN, decodes about 75,000 RGB pixels a second on 2 cores of the development machine
+    /// (2024-class server cores), so a file within the defaults decodes in at most about 4
+    /// minutes there (RGBA: about 5). A larger image needs its reader to raise the limit
+    /// (`--max-pixels` in the CLI).
     fn default() -> Self {
         Limits {
             max_side: 65_535,
-            max_pixels: 1 << 26,
+            max_pixels: 1 << 24,
             max_working_memory: 2 << 30,
             max_images: 1_000_000,
         }
@@ -223,9 +233,21 @@ pub struct ParsedFile<'a> {
 }
 
 impl Header {
-    /// Number of samples of the image the header describes.
+    /// Number of samples of the image the header describes (saturating; a parsed header's
+    /// count always fits, [`Header::parse`] checks it).
     pub fn samples(&self) -> u64 {
-        self.width as u64 * self.height as u64 * self.layout.channels() as u64
+        (self.width as u64 * self.height as u64).saturating_mul(self.layout.channels() as u64)
+    }
+
+    /// The largest payload a valid file with this header can have: the samples themselves for
+    /// `stored`; for a model family, 4 bytes a sample plus 64 (every coded symbol has a
+    /// probability of at least 2^-24, so it costs at most 24 bits and a fraction, plus the
+    /// coder's final words). A reader never needs to read more than this.
+    pub fn max_payload_bytes(&self) -> u64 {
+        match self.family {
+            CodecFamily::Stored => self.samples(),
+            _ => self.samples().saturating_mul(4).saturating_add(64),
+        }
     }
 
     /// The header bytes from the magic through the height (everything before the check).
@@ -288,6 +310,7 @@ impl Header {
             )));
         }
         limits.check(width, height)?;
+        crate::image::sample_count(width, height, layout)?;
         let prefix_len = r.pos;
         let c = r.take(4, "check")?;
         let check = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);

@@ -302,7 +302,7 @@ pub fn encode_payload_tch(
         .map_err(|e| crate::Error::Torch(e.to_string()))?;
         per_set.push(params.into_iter().map(|v| v as i32).collect());
     }
-    let mut session = super::PixelCnnSession::with_precomputed(model, w, h, layout, per_set);
+    let mut session = super::PixelCnnSession::with_precomputed(model, w, h, layout, per_set)?;
     crate::coding::autoregressive::encode_autoregressive(&mut session, image.data())
 }
 

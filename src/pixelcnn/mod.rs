@@ -30,7 +30,7 @@ pub use float_model::encode_payload_tch;
 
 use crate::coding::autoregressive::{decode_autoregressive, encode_autoregressive, CodingStats};
 use crate::error::Result;
-use crate::family::{FamilyModel, FamilyPayload};
+use crate::family::{DecodeControl, FamilyModel, FamilyPayload};
 use crate::format::{CodecFamily, Header, ModelId};
 use crate::image::{ChannelLayout, Image};
 
@@ -71,14 +71,16 @@ impl FamilyModel for PixelCnnInt {
         })
     }
 
-    fn decode(&self, header: &Header, payload: &[u8]) -> Result<Vec<u8>> {
-        decode_payload(self, header.width, header.height, header.layout, payload)
+    fn decode(&self, header: &Header, payload: &[u8], control: &DecodeControl<'_>) -> Result<Vec<u8>> {
+        let mut session = PixelCnnSession::new(self, header.width, header.height, header.layout)?
+            .with_control(*control);
+        decode_autoregressive(&mut session, payload)
     }
 }
 
 /// Encodes an image's samples into a range-coder payload.
 pub fn encode_payload(model: &PixelCnnInt, image: &Image) -> Result<(Vec<u8>, CodingStats)> {
-    let mut session = PixelCnnSession::new(model, image.width(), image.height(), image.layout());
+    let mut session = PixelCnnSession::new(model, image.width(), image.height(), image.layout())?;
     encode_autoregressive(&mut session, image.data())
 }
 
@@ -90,6 +92,6 @@ pub fn decode_payload(
     layout: ChannelLayout,
     payload: &[u8],
 ) -> Result<Vec<u8>> {
-    let mut session = PixelCnnSession::new(model, width, height, layout);
+    let mut session = PixelCnnSession::new(model, width, height, layout)?;
     decode_autoregressive(&mut session, payload)
 }

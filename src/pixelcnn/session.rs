@@ -11,6 +11,7 @@ use super::int_model::{split_params, PixelCnnInt, PixelState};
 use crate::coding::autoregressive::AutoregressiveModel;
 use crate::coding::LogisticMixture;
 use crate::error::Result;
+use crate::family::DecodeControl;
 use crate::image::ChannelLayout;
 
 /// A set of planes coded together: `channels` (1 or 3) planes starting at `first` in the layout.
@@ -40,10 +41,18 @@ pub struct PixelCnnSession<'m> {
     /// Parameters computed beforehand for every pixel of each plane set (`[pixel][outputs]`,
     /// flat), e.g. by libtorch in one teacher-forced pass; replayed instead of running the engine.
     precomputed: Option<Vec<Vec<i32>>>,
+    control: DecodeControl<'m>,
 }
 
 impl<'m> PixelCnnSession<'m> {
-    pub fn new(model: &'m PixelCnnInt, width: u32, height: u32, layout: ChannelLayout) -> Self {
+    /// A session for a `width`×`height` image of `layout`; errors (instead of aborting) when its
+    /// context image cannot be allocated.
+    pub fn new(
+        model: &'m PixelCnnInt,
+        width: u32,
+        height: u32,
+        layout: ChannelLayout,
+    ) -> Result<Self> {
         let mut sets = vec![PlaneSet {
             first: 0,
             channels: layout.color_channels(),
@@ -55,14 +64,18 @@ impl<'m> PixelCnnSession<'m> {
             });
         }
         let arch = model.arch();
-        PixelCnnSession {
+        // 3 samples a pixel: the network's view of the current plane set.
+        let ctx_len = crate::image::sample_count(width, height, ChannelLayout::Rgb)?;
+        let mut ctx = crate::image::try_alloc(ctx_len)?;
+        ctx.resize(ctx_len as usize, 0);
+        Ok(PixelCnnSession {
             model,
             width,
             height,
             stride: layout.channels(),
             sets,
             set: 0,
-            ctx: vec![0; width as usize * height as usize * arch.channels],
+            ctx,
             wavefronts: arch.wavefronts(width, height),
             t: 0,
             channel: 0,
@@ -70,7 +83,14 @@ impl<'m> PixelCnnSession<'m> {
             states: Vec::new(),
             params: Vec::new(),
             precomputed: None,
-        }
+            control: DecodeControl::default(),
+        })
+    }
+
+    /// Reports progress to `control` once per wavefront, and stops when it is cancelled.
+    pub fn with_control(mut self, control: DecodeControl<'m>) -> Self {
+        self.control = control;
+        self
     }
 
     /// A session that replays precomputed parameters (encoding only: they were computed from the
@@ -82,10 +102,10 @@ impl<'m> PixelCnnSession<'m> {
         height: u32,
         layout: ChannelLayout,
         per_set: Vec<Vec<i32>>,
-    ) -> Self {
-        let mut s = PixelCnnSession::new(model, width, height, layout);
+    ) -> Result<Self> {
+        let mut s = PixelCnnSession::new(model, width, height, layout)?;
         s.precomputed = Some(per_set);
-        s
+        Ok(s)
     }
 }
 
@@ -124,6 +144,9 @@ impl AutoregressiveModel for PixelCnnSession<'_> {
                 self.t = 0;
                 self.ctx.fill(0);
             }
+            let total = self.wavefronts.saturating_mul(self.sets.len() as u64);
+            let done = self.wavefronts.saturating_mul(self.set as u64) + self.t;
+            self.control.step(done.min(total), total)?;
             if self.set >= self.sets.len() {
                 return Ok(false);
             }

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::io::{check_overwrite, choose_output, read_input, Output};
+use super::io::{check_overwrite, choose_output, read_image_input, read_llif_input, Output};
 use llif::{
-    decode_image, encode_image_with_stats, read_header, CodecFamily, Error, Limits, Model,
-    ModelSet, Result,
+    decode_image_with, encode_image_with_stats, CodecFamily, DecodeControl, Error, Header, Limits,
+    Model, ModelSet, Result,
 };
 
 #[derive(Args)]
@@ -20,14 +20,18 @@ pub struct ModelArgs {
     model: String,
 }
 
+/// The same limits for every command: `compress` refuses what `decompress` would refuse.
 #[derive(Args)]
 pub struct LimitArgs {
     /// Refuse images with a side longer than this.
     #[arg(long, default_value_t = Limits::default().max_side)]
     max_side: u32,
-    /// Refuse images with more pixels than this.
+    /// Refuse images with more pixels than this (the default bounds a decode at a few minutes).
     #[arg(long, default_value_t = Limits::default().max_pixels)]
     max_pixels: u64,
+    /// Refuse images whose model needs more working memory than this, in MiB.
+    #[arg(long, default_value_t = Limits::default().max_working_memory >> 20)]
+    max_memory_mib: u64,
 }
 
 impl LimitArgs {
@@ -35,7 +39,40 @@ impl LimitArgs {
         Limits::default()
             .with_max_side(self.max_side)
             .with_max_pixels(self.max_pixels)
+            .with_max_working_memory(self.max_memory_mib.saturating_mul(1 << 20))
     }
+}
+
+/// A progress bar for decodes that take a while (on a terminal only).
+fn decode_progress(h: &Header) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    let big = h.width as u64 * h.height as u64 >= 1 << 20;
+    if !big || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("decoding {bar:30} {percent}%, eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// Decodes a `.llif` file's bytes under `limits`, with a progress bar on long decodes.
+fn decode_with_progress(bytes: &[u8], h: &Header, models: &ModelSet, limits: &Limits) -> Result<llif::Image> {
+    let bar = decode_progress(h);
+    let report = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let control = DecodeControl::default().with_progress(&report);
+    let result = decode_image_with(bytes, models, limits, &control);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result
 }
 
 /// Resolves `--model`: family, built-in name/id, `stored`, or a file.
@@ -78,7 +115,9 @@ pub struct CompressArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
-    /// Overwrite an existing output.
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Overwrite an existing output (regular files only).
     #[arg(short, long)]
     force: bool,
     /// Print nothing on success.
@@ -96,8 +135,14 @@ pub fn compress(a: CompressArgs) -> Result<()> {
     let out = choose_output(a.output.as_deref(), &a.input, "llif");
     check_overwrite(&out, a.force)?;
     let model = resolve_model(&a.model.model, &ModelSet::builtin())?;
-    let bytes = read_input(&a.input)?;
-    let image = llif::corpus::decode_image_bytes(&bytes)?;
+    let limits = a.limits.limits();
+    let bytes = read_image_input(&a.input, &limits)?;
+    let image = llif::corpus::decode_image_bytes_within(&bytes, &limits)?;
+    limits.check_working_memory(model.family_model().working_memory(
+        image.width(),
+        image.height(),
+        image.layout(),
+    ))?;
     let t = Instant::now();
     let enc = encode_image_with_stats(&image, &model)?;
     let secs = t.elapsed().as_secs_f64();
@@ -168,13 +213,15 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
     let out = choose_output(a.output.as_deref(), &a.input, "png");
     check_overwrite(&out, a.force)?;
     let models = model_set_with(&a.model_files)?;
-    let bytes = read_input(&a.input)?;
+    let limits = a.limits.limits();
+    let (header, bytes) = read_llif_input(&a.input, &limits, false)?;
     let t = Instant::now();
-    let image = decode_image(&bytes, &models, &a.limits.limits())?;
+    let image = decode_with_progress(&bytes, &header, &models, &limits)?;
     let secs = t.elapsed().as_secs_f64();
     let encoded = match &out {
         Output::Stdout => llif::corpus::encode_png(&image)?,
-        Output::File(p) => encode_for_path(&image, p)?,
+        // In memory, so the only file written is the temporary one beside the output.
+        Output::File(p) => llif::corpus::encode_for_path(&image, p)?,
     };
     out.write(&encoded, a.force)?;
     if !a.quiet {
@@ -191,19 +238,6 @@ pub fn decompress(a: DecompressArgs) -> Result<()> {
     Ok(())
 }
 
-/// Encodes the decoded image in the format the output's extension names.
-fn encode_for_path(image: &llif::Image, path: &Path) -> Result<Vec<u8>> {
-    // write_image_file picks the format by extension; write to memory through a temp dir.
-    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_else(|| "out.png".into());
-    let tmp = dir.path().join(name);
-    llif::corpus::write_image_file(image, &tmp)?;
-    std::fs::read(&tmp).map_err(|e| Error::io(&tmp, e))
-}
-
 #[derive(Args)]
 pub struct InfoArgs {
     /// .llif files (none: show what this build has).
@@ -214,6 +248,8 @@ pub struct InfoArgs {
     /// Extra model files (for --verify).
     #[arg(long = "model-file", short = 'm')]
     model_files: Vec<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// `llif models`: the built-in models, best first.
@@ -271,11 +307,18 @@ pub fn info(a: InfoArgs) -> Result<()> {
         return build_info();
     }
     let models = model_set_with(&a.model_files)?;
+    let limits = a.limits.limits();
     let mut failed = 0;
     for f in &a.files {
         let result = (|| -> Result<String> {
-            let bytes = read_input(f)?;
-            let h = read_header(&bytes, &Limits::none())?;
+            // Without --verify only the header of a file is read (its size from the file system).
+            let header_only = !a.verify && f != Path::new("-");
+            let (h, bytes) = read_llif_input(f, &limits, header_only)?;
+            let size = if header_only {
+                std::fs::metadata(f).map_err(|e| Error::io(f, e))?.len()
+            } else {
+                bytes.len() as u64
+            };
             let model = match h.model {
                 None => "none".to_string(),
                 Some(id) => match models.by_id(id) {
@@ -283,7 +326,7 @@ pub fn info(a: InfoArgs) -> Result<()> {
                     None => format!("{id} (not available in this build)"),
                 },
             };
-            let bpsp = 8.0 * bytes.len() as f64 / h.samples() as f64;
+            let bpsp = 8.0 * size as f64 / h.samples() as f64;
             let mut s = format!(
                 "{}: llif v{}, {} codec, model {}, {}x{} {}, {} bytes ({} header + payload), {:.3} bits/sub-pixel, check {:08x}",
                 f.display(),
@@ -293,14 +336,14 @@ pub fn info(a: InfoArgs) -> Result<()> {
                 h.width,
                 h.height,
                 h.layout,
-                bytes.len(),
+                size,
                 h.to_bytes().len(),
                 bpsp,
                 h.check
             );
             if a.verify {
                 let t = Instant::now();
-                decode_image(&bytes, &models, &Limits::none())?;
+                decode_with_progress(&bytes, &h, &models, &limits)?;
                 s.push_str(&format!(", verified ({:.2} s)", t.elapsed().as_secs_f64()));
             }
             Ok(s)

@@ -1,22 +1,89 @@
-//! Input and output for the CLI: `-` for stdin/stdout, atomic writes, no overwriting without
-//! `--force`.
+//! Input and output for the CLI: `-` for stdin/stdout, bounded reads, atomic writes that leave
+//! nothing behind (not even on SIGINT/SIGTERM), no overwriting without `--force`, and never of
+//! anything but a regular file.
 
+use std::ffi::CString;
 use std::io::{IsTerminal, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
-use llif::{Error, Result};
+use llif::format::{Header, MAX_HEADER_BYTES};
+use llif::{Error, Limits, Result};
 
-/// Reads a whole input: a path, or `-` for standard input.
-pub fn read_input(path: &Path) -> Result<Vec<u8>> {
+/// Opens an input: a path, or `-` for standard input.
+fn open_input(path: &Path) -> Result<Box<dyn Read>> {
     if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io("<stdin>", e))?;
-        Ok(buf)
+        Ok(Box::new(std::io::stdin().lock()))
     } else {
-        std::fs::read(path).map_err(|e| Error::io(path, e))
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(Box::new(std::io::BufReader::new(f)))
     }
+}
+
+fn display(path: &Path) -> PathBuf {
+    if path == Path::new("-") {
+        PathBuf::from("<stdin>")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Reads at most `max` bytes of `r`; an input with more is refused with `too_long`.
+fn read_at_most(r: &mut dyn Read, max: u64, path: &Path, too_long: impl FnOnce() -> Error) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    r.take(max.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(display(path), e))?;
+    if buf.len() as u64 > max {
+        return Err(too_long());
+    }
+    Ok(buf)
+}
+
+/// Reads an image file for `compress`, at most what an image within `limits` can take (8 bytes
+/// a pixel and 16 MiB for metadata: no lossless format needs more).
+pub fn read_image_input(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
+    let max = limits.max_pixels.saturating_mul(8).saturating_add(16 << 20);
+    read_at_most(&mut *open_input(path)?, max, path, || {
+        Error::LimitExceeded(format!(
+            "{}: the file is larger than any image within the limits ({} pixels) can be",
+            display(path).display(),
+            limits.max_pixels
+        ))
+    })
+}
+
+/// Reads a `.llif` input, header first: the magic and the header are checked (against
+/// `limits`) before anything else is read, and then no more than the largest payload that
+/// header allows. So `/dev/zero` or a gigabyte of garbage on stdin fails after a few bytes.
+/// With `header_only`, the payload is not read at all.
+pub fn read_llif_input(path: &Path, limits: &Limits, header_only: bool) -> Result<(Header, Vec<u8>)> {
+    let mut r = open_input(path)?;
+    let mut buf = Vec::with_capacity(MAX_HEADER_BYTES);
+    (&mut r)
+        .take(MAX_HEADER_BYTES as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(display(path), e))?;
+    let parsed = Header::parse(&buf, limits)?;
+    let header = parsed.header;
+    if header_only {
+        return Ok((header, buf));
+    }
+    let header_len = buf.len() - parsed.payload.len();
+    let max_total = header.max_payload_bytes().saturating_add(header_len as u64);
+    let rest_max = max_total.saturating_sub(buf.len() as u64);
+    let rest = read_at_most(&mut r, rest_max, path, || {
+        Error::CorruptPayload(format!(
+            "{}: longer than any valid file of a {}x{} {} image",
+            display(path).display(),
+            header.width,
+            header.height,
+            header.layout
+        ))
+    })?;
+    buf.extend_from_slice(&rest);
+    Ok((header, buf))
 }
 
 /// Where an output goes.
@@ -35,7 +102,7 @@ impl Output {
 
     /// Writes `bytes`: to stdout (refusing binary data on a terminal), or to a temporary file
     /// in the target folder that is then renamed into place, so a failure never leaves a partial
-    /// file. An existing file is replaced only with `force`.
+    /// file. An existing file is replaced only with `force`, and only if it is a regular file.
     pub fn write(&self, bytes: &[u8], force: bool) -> Result<()> {
         match self {
             Output::Stdout => {
@@ -55,20 +122,92 @@ impl Output {
     }
 }
 
-/// Errors if `path` exists and `force` is not set (checked early, before any work is done).
+/// Errors if `path` exists and `force` is not set, or exists and is not a regular file (a
+/// symlink, device, folder or pipe is never replaced, even with `force`). Checked early, before
+/// any work is done, and again when the file is put in place.
 pub fn check_overwrite(out: &Output, force: bool) -> Result<()> {
-    if let Output::File(p) = out {
-        if !force && p.exists() {
-            return Err(Error::Usage(format!(
-                "{} exists (use --force to overwrite)",
-                p.display()
-            )));
-        }
+    match out {
+        Output::File(p) => check_target(p, force),
+        Output::Stdout => Ok(()),
     }
-    Ok(())
+}
+
+fn check_target(path: &Path, force: bool) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+        Ok(m) if !m.file_type().is_file() => Err(Error::Usage(format!(
+            "{} exists and is not a regular file (a symlink, device, folder or pipe): llif replaces regular files only",
+            path.display()
+        ))),
+        Ok(_) if !force => Err(Error::Usage(format!(
+            "{} exists (use --force to overwrite)",
+            path.display()
+        ))),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The temporary file being written, for the signal handler to remove: a leaked `CString`, or
+/// null. Only ever one at a time (the CLI writes one output after another).
+static PENDING_TEMP: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn remove_temp_and_die(sig: libc::c_int) {
+    let p = PENDING_TEMP.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    // SAFETY: unlink, signal and raise are async-signal-safe; `p` is null or a valid C string
+    // leaked by `TempGuard::new` (never freed while registered).
+    unsafe {
+        if !p.is_null() {
+            libc::unlink(p);
+        }
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
+/// Installs the handlers that remove a pending temporary file on SIGINT, SIGTERM and SIGHUP
+/// (then die of the same signal, as the shell expects), and restores the default SIGPIPE so
+/// that a closed stdout ends the program quietly instead of with a panic. Call once, first.
+pub fn install_signal_handlers() {
+    let handler = remove_temp_and_die as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: installing handlers at start-up, before any other thread exists.
+    unsafe {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::signal(sig, handler);
+        }
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Registers a temporary file for removal on a signal while it lives.
+struct TempGuard;
+
+impl TempGuard {
+    fn new(path: &Path) -> TempGuard {
+        if let Ok(c) = CString::new(path.as_os_str().as_bytes()) {
+            let old = PENDING_TEMP.swap(c.into_raw(), Ordering::SeqCst);
+            free_c_string(old);
+        }
+        TempGuard
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        free_c_string(PENDING_TEMP.swap(std::ptr::null_mut(), Ordering::SeqCst));
+    }
+}
+
+fn free_c_string(p: *mut libc::c_char) {
+    if !p.is_null() {
+        // SAFETY: every non-null pointer stored in PENDING_TEMP came from CString::into_raw and
+        // was swapped out exactly once.
+        drop(unsafe { CString::from_raw(p) });
+    }
 }
 
 pub fn write_file_atomic(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    check_target(path, force)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -81,10 +220,14 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
         .permissions(mode)
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
+    let _guard = TempGuard::new(tmp.path());
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(tmp.path().to_path_buf(), e))?;
+    pause_for_tests();
     if force {
+        // A non-regular file may have appeared since the check; rename would replace it.
+        check_target(path, true)?;
         tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     } else {
         // Atomic no-clobber: fails if the file appeared since the early check.
@@ -100,6 +243,17 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// `LLIF_TEST_WRITE_PAUSE_MS=N` holds a written temporary file N ms before it is renamed, so that
+/// the tests can signal the program at exactly that moment. Off unless set.
+fn pause_for_tests() {
+    if let Some(ms) = std::env::var("LLIF_TEST_WRITE_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(60_000)));
+    }
 }
 
 /// The output of a command that turns INPUT into a file of another kind: `-o -` or an input of

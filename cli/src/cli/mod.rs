@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 
 use llif::Result;
 
+pub use io::install_signal_handlers;
+
 #[derive(Parser)]
 #[command(
     name = "llif",

@@ -1,0 +1,29 @@
+//! Full decoding of arbitrary bytes: a typed error or the image the file describes, never a
+//! panic, an abort or a hang. Models: the small PixelCNN of the golden files (fast enough for
+//! millions of inputs) and the built-in ones. Limits: the defaults, with the pixel budget
+//! lowered to 64x64 so that a 20-byte input cannot ask for minutes of decoding (the code paths
+//! are the same at every size; the time bound of the defaults is stated in the README).
+#![no_main]
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use llif::{decode_image, Limits, Model, ModelSet};
+
+fn models() -> &'static ModelSet {
+    static SET: OnceLock<ModelSet> = OnceLock::new();
+    SET.get_or_init(|| {
+        let mut set = ModelSet::builtin();
+        let tiny = include_bytes!("../../tests/golden/tiny-v1.llifm");
+        set.add("tiny-v1", Model::from_bytes(tiny).expect("golden model"));
+        set
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let limits = Limits::default().with_max_pixels(64 * 64);
+    if let Ok(img) = decode_image(data, models(), &limits) {
+        let h = llif::read_header(data, &limits).expect("a decoded file has a header");
+        assert_eq!((img.width(), img.height(), img.layout()), (h.width, h.height, h.layout));
+        assert_eq!(img.data().len() as u64, h.samples());
+    }
+});

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the fuzz targets for a fixed number of inputs each, seeded with the golden files.
+#   scripts/fuzz.sh [RUNS]         default 10,000,000 runs of `decode`, a tenth for the others
+# Needs cargo-fuzz (`cargo install cargo-fuzz`). The toolchain here is stable: RUSTC_BOOTSTRAP
+# lets it take the sanitizer flags cargo-fuzz passes. Findings land in fuzz/artifacts/; each one
+# becomes a named regression test and a seed in fuzz/seeds/.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+runs="${1:-10000000}"
+export RUSTC_BOOTSTRAP=1
+corpus() { # target → a fresh corpus folder seeded with the golden files and kept seeds
+    local dir="corpus/$1"
+    mkdir -p "$dir"
+    cp ../tests/golden/*.llif "$dir/" 2>/dev/null || true
+    [[ -d "seeds/$1" ]] && cp "seeds/$1"/* "$dir/" 2>/dev/null || true
+    echo "$dir"
+}
+for target in header decode roundtrip; do
+    n=$runs
+    [[ $target != decode ]] && n=$((runs / 10))
+    echo "== fuzz $target: $n runs" >&2
+    cargo fuzz run --release "$target" "$(corpus "$target")" -- \
+        -runs="$n" -max_len=4096 -timeout=30 -rss_limit_mb=4096 -print_final_stats=1
+done
