@@ -104,7 +104,12 @@ pub trait FamilyModel:
     /// describes from `payload`. The caller has checked the header against its limits and that
     /// `header.model` names this model; the caller verifies the check afterwards. A long decode
     /// reports progress to `control` and stops with [`Error::Cancelled`] when it is cancelled.
-    fn decode(&self, header: &Header, payload: &[u8], control: &DecodeControl<'_>) -> Result<Vec<u8>>;
+    fn decode(
+        &self,
+        header: &Header,
+        payload: &[u8],
+        control: &DecodeControl<'_>,
+    ) -> Result<Vec<u8>>;
 }
 
 /// The `stored` family: samples as they are, 8 bits each, no model.
@@ -210,7 +215,10 @@ mod tests {
             check: 0,
         };
         let ctl = DecodeControl::default();
-        assert_eq!(StoredModel.decode(&header, &p.bytes, &ctl).unwrap(), img.data());
+        assert_eq!(
+            StoredModel.decode(&header, &p.bytes, &ctl).unwrap(),
+            img.data()
+        );
         assert!(matches!(
             StoredModel.decode(&header, &p.bytes[1..], &ctl),
             Err(Error::CorruptPayload(_))

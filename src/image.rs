@@ -108,9 +108,8 @@ pub fn try_alloc(n: u64) -> Result<Vec<u8>> {
     let n = usize::try_from(n)
         .map_err(|_| Error::LimitExceeded(format!("{n} bytes do not fit in memory")))?;
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        Error::LimitExceeded(format!("could not allocate {} MiB", n >> 20))
-    })?;
+    v.try_reserve_exact(n)
+        .map_err(|_| Error::LimitExceeded(format!("could not allocate {} MiB", n >> 20)))?;
     Ok(v)
 }
 

@@ -13,7 +13,9 @@ fn desync_traces_agree_and_find_the_first_difference() {
     let prefix = dir.path().join("t");
     std::env::set_var("LLIF_TRACE", &prefix);
     let img = synthetic_image(6, 5, ChannelLayout::Rgb, 8, 3);
-    let payload = llif::pixelcnn::encode_payload(&random_pixelcnn(tiny_arch(), 12), &img).unwrap().0;
+    let payload = llif::pixelcnn::encode_payload(&random_pixelcnn(tiny_arch(), 12), &img)
+        .unwrap()
+        .0;
     let decode_with = |seed: u64| {
         let m = random_pixelcnn(tiny_arch(), seed);
         let _ = llif::pixelcnn::decode_payload(&m, 6, 5, ChannelLayout::Rgb, &payload);
@@ -30,5 +32,9 @@ fn desync_traces_agree_and_find_the_first_difference() {
     std::env::remove_var("LLIF_TRACE");
     let dec = std::fs::read_to_string(prefix.with_extension("dec")).unwrap();
     let first = enc.lines().zip(dec.lines()).position(|(a, b)| a != b);
-    assert_eq!(first, Some(0), "another model differs from the first symbol on");
+    assert_eq!(
+        first,
+        Some(0),
+        "another model differs from the first symbol on"
+    );
 }

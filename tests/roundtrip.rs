@@ -225,7 +225,9 @@ fn size_products_never_wrap() {
     assert!(Image::filled(1 << 31, 1 << 31, ChannelLayout::Rgba, 0).is_err());
     // 2^31 x 2^31 RGBA is 2^64 samples: refused even with no limits.
     let mut b = vec![0x4C, 0xF1, 1, 3];
-    b.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x08, 0x80, 0x80, 0x80, 0x80, 0x08, 0, 0, 0, 0]);
+    b.extend_from_slice(&[
+        0x80, 0x80, 0x80, 0x80, 0x08, 0x80, 0x80, 0x80, 0x80, 0x08, 0, 0, 0, 0,
+    ]);
     let err = llif::read_header(&b, &Limits::none()).unwrap_err();
     assert_eq!(err.kind(), llif::ErrorKind::LimitExceeded, "{err}");
     let err = decode_image(&b, &ModelSet::empty(), &Limits::none()).unwrap_err();

@@ -40,7 +40,9 @@ impl Trace {
         let out = std::env::var_os("LLIF_TRACE").and_then(|prefix| {
             let mut path = prefix;
             path.push(format!(".{side}"));
-            std::fs::File::create(path).ok().map(std::io::BufWriter::new)
+            std::fs::File::create(path)
+                .ok()
+                .map(std::io::BufWriter::new)
         });
         Trace { out, coded: 0 }
     }

@@ -71,7 +71,12 @@ impl FamilyModel for PixelCnnInt {
         })
     }
 
-    fn decode(&self, header: &Header, payload: &[u8], control: &DecodeControl<'_>) -> Result<Vec<u8>> {
+    fn decode(
+        &self,
+        header: &Header,
+        payload: &[u8],
+        control: &DecodeControl<'_>,
+    ) -> Result<Vec<u8>> {
         let mut session = PixelCnnSession::new(self, header.width, header.height, header.layout)?
             .with_control(*control);
         decode_autoregressive(&mut session, payload)

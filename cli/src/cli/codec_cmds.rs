@@ -59,7 +59,12 @@ fn decode_progress(h: &Header) -> Option<indicatif::ProgressBar> {
 }
 
 /// Decodes a `.llif` file's bytes under `limits`, with a progress bar on long decodes.
-fn decode_with_progress(bytes: &[u8], h: &Header, models: &ModelSet, limits: &Limits) -> Result<llif::Image> {
+fn decode_with_progress(
+    bytes: &[u8],
+    h: &Header,
+    models: &ModelSet,
+    limits: &Limits,
+) -> Result<llif::Image> {
     let bar = decode_progress(h);
     let report = |done: u64, total: u64| {
         if let Some(b) = &bar {

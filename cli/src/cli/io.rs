@@ -30,7 +30,12 @@ fn display(path: &Path) -> PathBuf {
 }
 
 /// Reads at most `max` bytes of `r`; an input with more is refused with `too_long`.
-fn read_at_most(r: &mut dyn Read, max: u64, path: &Path, too_long: impl FnOnce() -> Error) -> Result<Vec<u8>> {
+fn read_at_most(
+    r: &mut dyn Read,
+    max: u64,
+    path: &Path,
+    too_long: impl FnOnce() -> Error,
+) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     r.take(max.saturating_add(1))
         .read_to_end(&mut buf)
@@ -58,7 +63,11 @@ pub fn read_image_input(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
 /// `limits`) before anything else is read, and then no more than the largest payload that
 /// header allows. So `/dev/zero` or a gigabyte of garbage on stdin fails after a few bytes.
 /// With `header_only`, the payload is not read at all.
-pub fn read_llif_input(path: &Path, limits: &Limits, header_only: bool) -> Result<(Header, Vec<u8>)> {
+pub fn read_llif_input(
+    path: &Path,
+    limits: &Limits,
+    header_only: bool,
+) -> Result<(Header, Vec<u8>)> {
     let mut r = open_input(path)?;
     let mut buf = Vec::with_capacity(MAX_HEADER_BYTES);
     (&mut r)
