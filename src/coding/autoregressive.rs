@@ -157,7 +157,7 @@ pub fn decode_autoregressive<M: AutoregressiveModel>(
         }
         model.commit(&values);
     }
-    if seen.iter().any(|&s| s == 0) {
+    if seen.contains(&0) {
         return Err(Error::Internal("model did not code every sample".into()));
     }
     dec.finish()?;
