@@ -127,6 +127,14 @@ pub fn working_memory(model: &PixelCnnInt, width: u32, height: u32, layout: Chan
     image_bytes.saturating_add(front.saturating_mul(per_pixel))
 }
 
+/// Whether a wavefront of `n` pixels has enough work to share between threads: handing a
+/// group to rayon costs microseconds, more than a small network spends on a few pixels. Either
+/// way the results are the same integers (each pixel is computed alone).
+fn worth_threads(model: &PixelCnnInt, n: usize) -> bool {
+    const MIN_MACS: usize = 100_000;
+    n > 1 && n * model.macs_per_pixel() / model.arch().channels >= MIN_MACS
+}
+
 impl AutoregressiveModel for PixelCnnSession<'_> {
     type Dist = LogisticMixture;
 
@@ -158,10 +166,14 @@ impl AutoregressiveModel for PixelCnnSession<'_> {
             }
             if self.precomputed.is_none() {
                 let (ctx, w, h) = (&self.ctx, self.width, self.height);
-                self.states[..n]
-                    .par_iter_mut()
-                    .zip(&self.front)
-                    .for_each(|(st, &(x, y))| model.begin_pixel(st, ctx, w, h, x, y));
+                let begin = |(st, &(x, y)): (&mut PixelState, &(u32, u32))| {
+                    model.begin_pixel(st, ctx, w, h, x, y)
+                };
+                if worth_threads(model, n) {
+                    self.states[..n].par_iter_mut().zip(&self.front).for_each(begin);
+                } else {
+                    self.states[..n].iter_mut().zip(&self.front).for_each(begin);
+                }
             }
         }
         let n = self.front.len();
@@ -173,10 +185,12 @@ impl AutoregressiveModel for PixelCnnSession<'_> {
                 self.params[i].copy_from_slice(&pre[self.set][base..base + p]);
             }
         } else {
-            self.states[..n]
-                .par_iter_mut()
-                .zip(&mut self.params[..n])
-                .for_each(|(st, p)| model.channel_params(st, c, p));
+            let run = |(st, p): (&mut PixelState, &mut Vec<i32>)| model.channel_params(st, c, p);
+            if worth_threads(model, n) {
+                self.states[..n].par_iter_mut().zip(&mut self.params[..n]).for_each(run);
+            } else {
+                self.states[..n].iter_mut().zip(&mut self.params[..n]).for_each(run);
+            }
         }
         let set = self.sets[self.set];
         for (i, &(x, y)) in self.front.iter().enumerate() {
