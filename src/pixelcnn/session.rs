@@ -170,7 +170,10 @@ impl AutoregressiveModel for PixelCnnSession<'_> {
                     model.begin_pixel(st, ctx, w, h, x, y)
                 };
                 if worth_threads(model, n) {
-                    self.states[..n].par_iter_mut().zip(&self.front).for_each(begin);
+                    self.states[..n]
+                        .par_iter_mut()
+                        .zip(&self.front)
+                        .for_each(begin);
                 } else {
                     self.states[..n].iter_mut().zip(&self.front).for_each(begin);
                 }
@@ -187,9 +190,15 @@ impl AutoregressiveModel for PixelCnnSession<'_> {
         } else {
             let run = |(st, p): (&mut PixelState, &mut Vec<i32>)| model.channel_params(st, c, p);
             if worth_threads(model, n) {
-                self.states[..n].par_iter_mut().zip(&mut self.params[..n]).for_each(run);
+                self.states[..n]
+                    .par_iter_mut()
+                    .zip(&mut self.params[..n])
+                    .for_each(run);
             } else {
-                self.states[..n].iter_mut().zip(&mut self.params[..n]).for_each(run);
+                self.states[..n]
+                    .iter_mut()
+                    .zip(&mut self.params[..n])
+                    .for_each(run);
             }
         }
         let set = self.sets[self.set];
