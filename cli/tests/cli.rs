@@ -3,11 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The program under test: this package's `llif`, or `LLIF_TEST_BIN` (to run these tests
+/// against another build, e.g. an older release, and see which faults it still has).
+fn exe() -> String {
+    std::env::var("LLIF_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_llif").to_string())
+}
+
 fn llif(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_llif"))
-        .args(args)
-        .output()
-        .expect("llif runs")
+    Command::new(exe()).args(args).output().expect("llif runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -337,7 +340,7 @@ fn a_tiny_file_claiming_a_huge_image_is_refused_at_once() {
 #[test]
 fn garbage_on_stdin_is_refused_after_the_magic() {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llif"))
+    let mut child = Command::new(exe())
         .args(["decompress", "-", "-o", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -372,7 +375,7 @@ fn decompress_does_not_need_tmpdir() {
         .status
         .success());
     for out in ["b.png", "b.ppm"] {
-        let o = Command::new(env!("CARGO_BIN_EXE_llif"))
+        let o = Command::new(exe())
             .args(["decompress", path(&f), "-o", path(&dir.path().join(out))])
             .env("TMPDIR", dir.path().join("no-such-folder"))
             .output()
@@ -483,7 +486,7 @@ fn a_closed_stdout_ends_every_command_quietly() {
         vec!["--help"],
     ];
     for args in runs {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_llif"))
+        let mut child = Command::new(exe())
             .args(&args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -512,7 +515,7 @@ fn a_signal_during_the_write_leaves_no_temporary_file() {
     };
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         let out = dir.path().join(format!("o{sig}.llif"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_llif"))
+        let mut child = Command::new(exe())
             .args(["compress", path(&input), "-o", path(&out)])
             .env("LLIF_TEST_WRITE_PAUSE_MS", "20000")
             .stderr(std::process::Stdio::null())
