@@ -123,10 +123,10 @@ impl Default for Limits {
     /// images.
     ///
     /// The pixel budget bounds the time one file can cost: the slowest built-in model, the
-    /// PixelCNN, decodes about 75,000 RGB pixels a second on 2 cores of the development machine
-    /// (2024-class server cores), so a file within the defaults decodes in at most about 4
-    /// minutes there (RGBA: about 5). A larger image needs its reader to raise the limit
-    /// (`--max-pixels` in the CLI).
+    /// PixelCNN, decodes about 40,000 RGB pixels a second on the 2-core development machine (an
+    /// AMD EPYC with AVX2; 75,000 on an AVX-512 one), so a file within the defaults decodes in
+    /// at most about 7 minutes there (RGBA, whose alpha plane costs a third more: about 10). A
+    /// larger image needs its reader to raise the limit (`--max-pixels` in the CLI).
     fn default() -> Self {
         Limits {
             max_side: 65_535,
