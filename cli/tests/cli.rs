@@ -32,6 +32,15 @@ fn rgb32() -> image::RgbImage {
     })
 }
 
+/// `a.png` and its `a.llif` in `dir`.
+fn compressed_png(dir: &Path) -> (PathBuf, PathBuf) {
+    let input = write_png(dir, "a.png");
+    let f = dir.join("a.llif");
+    let o = llif(&["compress", path(&input), "-o", path(&f)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (input, f)
+}
+
 fn write_png(dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
     rgb32().save(&p).unwrap();
@@ -369,11 +378,7 @@ fn garbage_on_stdin_is_refused_after_the_magic() {
 #[test]
 fn decompress_does_not_need_tmpdir() {
     let dir = tempfile::tempdir().unwrap();
-    let input = write_png(dir.path(), "a.png");
-    let f = dir.path().join("a.llif");
-    assert!(llif(&["compress", path(&input), "-o", path(&f)])
-        .status
-        .success());
+    let (input, f) = compressed_png(dir.path());
     for out in ["b.png", "b.ppm"] {
         let o = Command::new(exe())
             .args(["decompress", path(&f), "-o", path(&dir.path().join(out))])
@@ -470,11 +475,7 @@ impl CharDevice for std::fs::FileType {
 #[test]
 fn a_closed_stdout_ends_every_command_quietly() {
     let dir = tempfile::tempdir().unwrap();
-    let input = write_png(dir.path(), "a.png");
-    let f = dir.path().join("a.llif");
-    assert!(llif(&["compress", path(&input), "-o", path(&f)])
-        .status
-        .success());
+    let (input, f) = compressed_png(dir.path());
     let runs: Vec<Vec<&str>> = vec![
         vec!["info", path(&f), path(&f)],
         vec!["info", "--verify", path(&f)],

@@ -113,7 +113,8 @@ pub fn resolve_model(key: &str, set: &ModelSet) -> Result<Model> {
 
 #[derive(Args)]
 pub struct CompressArgs {
-    /// Input image (PNG, PPM/PGM, BMP, TIFF, QOI; 8 bits per sample), or `-` for stdin.
+    /// Input image (PNG, PPM/PGM, BMP, TIFF, QOI, lossless WebP, GIF; 8 bits per sample), or `-`
+    /// for stdin. JPEG and lossy WebP are refused (their pixels are a decoder's approximation).
     input: PathBuf,
     /// Output file; default: the input with extension .llif (stdout when the input is `-`).
     #[arg(short, long)]
