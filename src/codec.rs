@@ -345,10 +345,21 @@ pub fn decode_image_with(
 ) -> Result<Image> {
     let file = Header::parse(bytes, limits)?;
     let h = file.header;
+    if file.payload.len() as u64 > h.max_payload_bytes() {
+        return Err(Error::CorruptPayload(format!(
+            "{} payload bytes: longer than any valid file of a {}x{} {} image",
+            file.payload.len(),
+            h.width,
+            h.height,
+            h.layout.name()
+        )));
+    }
     let model = model_for(&h, models)?;
+    // The model's own buffers, plus the coder's copy of the payload.
     let memory = model
         .family_model()
-        .working_memory(h.width, h.height, h.layout);
+        .working_memory(h.width, h.height, h.layout)
+        .saturating_add(file.payload.len() as u64);
     limits.check_working_memory(memory)?;
     let samples = model.family_model().decode(&h, file.payload, control)?;
     if samples.len() as u64 != h.samples() {

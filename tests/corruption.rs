@@ -124,3 +124,21 @@ fn random_garbage_never_panics() {
         assert!(r.is_ok(), "panic on {b:?}");
     }
 }
+
+/// A payload longer than any valid file of its header's image is refused before the decoder
+/// copies it (a 1x1 pixelcnn header followed by a megabyte).
+#[test]
+fn an_overlong_payload_is_refused_before_decoding() {
+    let model = Model::new(random_pixelcnn(tiny_arch(), 21));
+    let img = synthetic_image(1, 1, ChannelLayout::Rgb, 0, 1);
+    let mut bytes = encode_with_model(&img, &model).unwrap();
+    bytes.resize(bytes.len() + (1 << 20), 0xA5);
+    let mut models = ModelSet::empty();
+    models.add("tiny", model);
+    let err = decode_image(&bytes, &models, &Limits::default()).unwrap_err();
+    assert!(matches!(err, llif::Error::CorruptPayload(_)), "{err}");
+    assert!(
+        err.to_string().contains("longer than any valid file"),
+        "{err}"
+    );
+}

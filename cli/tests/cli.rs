@@ -378,7 +378,7 @@ fn garbage_on_stdin_is_refused_after_the_magic() {
 #[test]
 fn decompress_does_not_need_tmpdir() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, f) = compressed_png(dir.path());
+    let (_, f) = compressed_png(dir.path());
     for out in ["b.png", "b.ppm"] {
         let o = Command::new(exe())
             .args(["decompress", path(&f), "-o", path(&dir.path().join(out))])

@@ -318,7 +318,7 @@ pub fn info(a: InfoArgs) -> Result<()> {
     for f in &a.files {
         let result = (|| -> Result<String> {
             // Without --verify only the header of a file is read (its size from the file system).
-            let header_only = !a.verify && f != Path::new("-");
+            let header_only = !a.verify && std::fs::metadata(f).is_ok_and(|m| m.is_file());
             let (h, bytes) = read_llif_input(f, &limits, header_only)?;
             let size = if header_only {
                 std::fs::metadata(f).map_err(|e| Error::io(f, e))?.len()

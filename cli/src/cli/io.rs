@@ -46,10 +46,14 @@ fn read_at_most(
     Ok(buf)
 }
 
-/// Reads an image file for `compress`, at most what an image within `limits` can take (8 bytes
-/// a pixel and 16 MiB for metadata: no lossless format needs more).
+/// Reads an image file for `compress`, at most what an image within `limits` plausibly takes:
+/// 32 bytes a pixel (ASCII PPM spends about 12) and 64 MiB for metadata. A file over that is
+/// refused with the limit's name, so a larger `--max-pixels` lets it through.
 pub fn read_image_input(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
-    let max = limits.max_pixels.saturating_mul(8).saturating_add(16 << 20);
+    let max = limits
+        .max_pixels
+        .saturating_mul(32)
+        .saturating_add(64 << 20);
     read_at_most(&mut *open_input(path)?, max, path, || {
         Error::LimitExceeded(format!(
             "{}: the file is larger than any image within the limits ({} pixels) can be",
@@ -182,7 +186,10 @@ pub fn install_signal_handlers() {
     // SAFETY: installing handlers at start-up, before any other thread exists.
     unsafe {
         for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::signal(sig, handler);
+            // A signal the parent ignores (nohup, `&` in a script) stays ignored.
+            if libc::signal(sig, handler) == libc::SIG_IGN {
+                libc::signal(sig, libc::SIG_IGN);
+            }
         }
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
@@ -224,12 +231,15 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     // Ordinary file permissions (the temp file would otherwise keep its private 0600).
     let mode = std::fs::Permissions::from_mode(0o644);
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".llif-tmp-")
         .permissions(mode)
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
-    let _guard = TempGuard::new(tmp.path());
+    // A tuple drops its fields in order: on an error return the file is removed first, and
+    // only then unregistered from the signal handler.
+    let guard = TempGuard::new(tmp.path());
+    let (mut tmp, _guard) = (tmp, guard);
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(tmp.path().to_path_buf(), e))?;
