@@ -74,7 +74,7 @@ pub fn read_cifar(path: &Path, limit: Option<usize>) -> Result<Vec<CifarImage>> 
 
 /// Parses CIFAR-10 records from memory; see [`read_cifar`].
 pub fn parse_cifar(bytes: &[u8], limit: Option<usize>) -> Result<Vec<CifarImage>> {
-    if bytes.len() % CIFAR_RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(CIFAR_RECORD_BYTES) {
         return Err(Error::InvalidImage(format!(
             "not a CIFAR-10 binary batch: {} bytes is not a multiple of the {CIFAR_RECORD_BYTES}-byte record",
             bytes.len()

@@ -161,11 +161,7 @@ pub struct FamilyEntry {
 /// [`CodecFamily::name`].
 pub const FAMILIES: &[FamilyEntry] = &[FamilyEntry {
     family: CodecFamily::PixelCnn,
-    parse: |file| {
-        Ok(crate::Model::new(
-            crate::pixelcnn::PixelCnnInt::from_model_file(file)?,
-        ))
-    },
+    parse: crate::pixelcnn::parse_model_file,
 }];
 
 /// Whether this build can decode files of `family`.

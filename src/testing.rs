@@ -6,8 +6,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::image::{ChannelLayout, Image};
+use crate::intnet::int8::WeightBits;
 use crate::pixelcnn::quantize::quantize_pixelcnn;
-use crate::pixelcnn::{Arch, PixelCnnInt};
+use crate::pixelcnn::quantize8::{dequantize, quantize_pixelcnn8, Calibration};
+use crate::pixelcnn::{Arch, PixelCnn8, PixelCnnInt};
 
 /// A small architecture for tests (fast in debug builds).
 pub fn tiny_arch() -> Arch {
@@ -28,7 +30,7 @@ pub fn random_pixelcnn(arch: Arch, seed: u64) -> PixelCnnInt {
     let mut rng = StdRng::seed_from_u64(seed);
     let (d, h, o) = (arch.input_len(), arch.hidden, arch.outputs());
     let mut shapes = vec![(h, d)];
-    shapes.extend(std::iter::repeat((h, h)).take(arch.hidden_layers));
+    shapes.extend(std::iter::repeat_n((h, h), arch.hidden_layers));
     shapes.push((o, h + d));
     let n = shapes.len();
     let mut layers = Vec::with_capacity(n);
@@ -73,6 +75,26 @@ pub fn random_pixelcnn(arch: Arch, seed: u64) -> PixelCnnInt {
         layers.push((w, bias));
     }
     quantize_pixelcnn(arch, &format!("random-{seed}"), &layers).expect("random model quantizes")
+}
+
+/// [`random_pixelcnn`] on the 8-bit engine, through the whole quantization pipeline: the
+/// 32-bit model dequantized, calibrated on synthetic images, quantized with 8-bit weights in
+/// the first and hidden layers and 16-bit weights in the output layer.
+pub fn random_pixelcnn8(arch: Arch, seed: u64) -> PixelCnn8 {
+    let layers = dequantize(&random_pixelcnn(arch, seed));
+    let images = [
+        synthetic_image(12, 10, ChannelLayout::Rgb, 20, seed),
+        synthetic_image(9, 9, ChannelLayout::Gray, 40, seed + 1),
+    ];
+    let mut calibration = Calibration::new(&arch);
+    for img in &images {
+        calibration.add_image(&arch, &layers, img, 200);
+    }
+    let caps = calibration.caps();
+    let mut bits = vec![WeightBits::Eight; arch.hidden_layers + 1];
+    bits.push(WeightBits::Sixteen);
+    quantize_pixelcnn8(arch, &format!("random8-{seed}"), &layers, &caps, &bits)
+        .expect("random model quantizes to 8 bits")
 }
 
 /// Encodes with `model`'s own family whatever the size (no `stored` fallback), so tests

@@ -246,7 +246,7 @@ impl AnsStack {
 
     /// A stack holding `bytes` from [`AnsStack::into_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             return Err(Error::CorruptPayload(
                 "ANS payload is not a whole number of words".into(),
             ));

@@ -17,6 +17,8 @@
 #[cfg(feature = "torch")]
 pub mod tch_eval;
 
+pub mod int8;
+
 use crate::error::{Error, Result};
 
 /// Largest accumulator magnitude a validated layer can reach (exclusive).
@@ -130,14 +132,6 @@ impl IntLinear {
     /// Reads a layer: `u32 inputs, u32 outputs, i32 lo, i32 hi, u8 shift[outputs],
     /// i32 bias[outputs], i32 weight[outputs][inputs]`, all little-endian.
     pub fn read(bytes: &mut &[u8]) -> Result<IntLinear> {
-        fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
-            if b.len() < n {
-                return Err(Error::InvalidModel("model file truncated".into()));
-            }
-            let (h, t) = b.split_at(n);
-            *b = t;
-            Ok(h)
-        }
         let u32_at = |s: &[u8]| u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
         let head = take(bytes, 16)?;
         let (inputs, outputs) = (u32_at(&head[0..4]) as usize, u32_at(&head[4..8]) as usize);
@@ -164,6 +158,16 @@ impl IntLinear {
             hi,
         })
     }
+}
+
+/// The next `n` bytes of a model file's body, or "truncated".
+pub(crate) fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
+    if b.len() < n {
+        return Err(Error::InvalidModel("model file truncated".into()));
+    }
+    let (h, t) = b.split_at(n);
+    *b = t;
+    Ok(h)
 }
 
 /// Rounding right shift and clamp: the requantization step of every layer.

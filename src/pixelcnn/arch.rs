@@ -46,7 +46,7 @@ impl Arch {
         let ok = (1..=8).contains(&self.radius)
             && self.channels == 3
             && self.hidden >= self.channels
-            && self.hidden % self.channels == 0
+            && self.hidden.is_multiple_of(self.channels)
             && self.hidden <= 4096
             && self.hidden_layers <= 16
             && (1..=crate::coding::logistic::MAX_COMPONENTS).contains(&self.components);
@@ -157,8 +157,35 @@ impl Arch {
         }
     }
 
+    /// Calls `f(k, pixel)` for each context position `k` of pixel (`x`, `y`) in input order
+    /// (as `offsets()`, without allocating: this runs once per pixel): `pixel` is that
+    /// neighbour's `channels` samples in `ctx`, or `None` outside the image.
+    #[inline]
+    fn for_each_neighbour<'c>(
+        &self,
+        ctx: &'c [u8],
+        (width, height): (u32, u32),
+        (x, y): (u32, u32),
+        mut f: impl FnMut(usize, Option<&'c [u8]>),
+    ) {
+        let c = self.channels;
+        let r = self.radius as i64;
+        let rows_above = (-r..0).flat_map(|dy| (-r..=r).map(move |dx| (dy, dx)));
+        let row_left = (-r..0).map(|dx| (0, dx));
+        for (k, (dy, dx)) in rows_above.chain(row_left).enumerate() {
+            let (yy, xx) = (y as i64 + dy, x as i64 + dx);
+            if yy >= 0 && xx >= 0 && xx < width as i64 && yy < height as i64 {
+                let base = (yy as usize * width as usize + xx as usize) * c;
+                f(k, Some(&ctx[base..base + c]));
+            } else {
+                f(k, None);
+            }
+        }
+    }
+
     /// Fills the context part of an input vector for pixel (`x`, `y`) of `ctx`, an image of
-    /// `channels` interleaved samples per pixel.
+    /// `channels` interleaved samples per pixel: per position the samples minus 128 and a
+    /// validity flag of 128; zeros outside the image.
     pub fn gather_context(
         &self,
         ctx: &[u8],
@@ -168,24 +195,59 @@ impl Arch {
         y: u32,
         out: &mut [i32],
     ) {
-        // Same order as `offsets()`, without allocating: this runs once per pixel.
         let c = self.channels;
-        let r = self.radius as i64;
-        let rows_above = (-r..0).flat_map(|dy| (-r..=r).map(move |dx| (dy, dx)));
-        let row_left = (-r..0).map(|dx| (0, dx));
-        for (k, (dy, dx)) in rows_above.chain(row_left).enumerate() {
+        self.for_each_neighbour(ctx, (width, height), (x, y), |k, pixel| {
             let slot = &mut out[k * (c + 1)..(k + 1) * (c + 1)];
-            let (yy, xx) = (y as i64 + dy, x as i64 + dx);
-            if yy >= 0 && xx >= 0 && xx < width as i64 && yy < height as i64 {
-                let base = (yy as usize * width as usize + xx as usize) * c;
-                for ch in 0..c {
-                    slot[ch] = ctx[base + ch] as i32 - 128;
+            match pixel {
+                Some(p) => {
+                    for (s, &v) in slot.iter_mut().zip(p) {
+                        *s = v as i32 - 128;
+                    }
+                    slot[c] = fixed::INPUT_BOUND as i32;
                 }
-                slot[c] = fixed::INPUT_BOUND as i32;
-            } else {
-                slot.fill(0);
+                None => slot.fill(0),
             }
+        });
+    }
+}
+
+impl Arch {
+    /// The 8-bit engine's input encoding of input `i`'s zero: inputs are bytes `u = v + zero(i)`
+    /// where `v` is the 32-bit engine's input (samples: `value − 128`, so `u` is the sample
+    /// value and 128 outside the image; validity flags: 128 or 0, unchanged).
+    pub fn input_zero_u8(&self, i: usize) -> u8 {
+        let is_flag = i < self.context_len() && i % (self.channels + 1) == self.channels;
+        if is_flag {
+            0
+        } else {
+            128
         }
+    }
+
+    /// [`Arch::gather_context`] in the 8-bit engine's encoding ([`Arch::input_zero_u8`]).
+    pub fn gather_context_u8(
+        &self,
+        ctx: &[u8],
+        width: u32,
+        height: u32,
+        x: u32,
+        y: u32,
+        out: &mut [u8],
+    ) {
+        let c = self.channels;
+        self.for_each_neighbour(ctx, (width, height), (x, y), |k, pixel| {
+            let slot = &mut out[k * (c + 1)..(k + 1) * (c + 1)];
+            match pixel {
+                Some(p) => {
+                    slot[..c].copy_from_slice(p);
+                    slot[c] = fixed::INPUT_BOUND as u8;
+                }
+                None => {
+                    slot[..c].fill(128);
+                    slot[c] = 0;
+                }
+            }
+        });
     }
 }
 
@@ -200,6 +262,28 @@ mod tests {
             hidden: 12,
             hidden_layers: 1,
             components: 2,
+        }
+    }
+
+    #[test]
+    fn the_8_bit_context_is_the_32_bit_one_plus_its_zero_point() {
+        let a = arch();
+        let (w, h) = (7u32, 5u32);
+        let ctx: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 256) as u8).collect();
+        let mut v32 = vec![0i32; a.context_len()];
+        let mut v8 = vec![0u8; a.context_len()];
+        for y in 0..h {
+            for x in 0..w {
+                a.gather_context(&ctx, w, h, x, y, &mut v32);
+                a.gather_context_u8(&ctx, w, h, x, y, &mut v8);
+                for i in 0..a.context_len() {
+                    assert_eq!(
+                        v8[i] as i32,
+                        v32[i] + a.input_zero_u8(i) as i32,
+                        "({x},{y}) {i}"
+                    );
+                }
+            }
         }
     }
 

@@ -79,7 +79,7 @@ impl PixelCnnFloat {
         let root = vs.root();
         let (d, h, o) = (arch.input_len(), arch.hidden, arch.outputs());
         let mut shapes = vec![(h, d)];
-        shapes.extend(std::iter::repeat((h, h)).take(arch.hidden_layers));
+        shapes.extend(std::iter::repeat_n((h, h), arch.hidden_layers));
         shapes.push((o, h + d));
         let n = shapes.len();
         let (mut weights, mut biases, mut masks) = (Vec::new(), Vec::new(), Vec::new());

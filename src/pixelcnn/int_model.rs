@@ -20,6 +20,34 @@ pub struct ModelMeta {
     /// Human-readable name, e.g. `pixelcnn-small`.
     pub name: String,
     pub arch: Arch,
+    /// The engine the layers are for: absent for the 32-bit engine ([`PixelCnnInt`], every
+    /// model before the 8-bit engine), `"int8"` for [`super::PixelCnn8`]. Absent fields are not
+    /// written, so older models' files and ids are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+}
+
+/// Reads and checks the metadata of a PixelCNN model file.
+pub fn read_meta(file: &ModelFile<'_>) -> Result<ModelMeta> {
+    let meta: ModelMeta = serde_json::from_slice(file.meta_json)
+        .map_err(|e| Error::InvalidModel(format!("model metadata: {e}")))?;
+    if meta.family != FAMILY_NAME {
+        return Err(Error::InvalidModel(format!(
+            "model family {:?} is not {FAMILY_NAME}",
+            meta.family
+        )));
+    }
+    Ok(meta)
+}
+
+/// Parses an 8-bit PixelCNN model file.
+pub fn parse_pixelcnn_8(bytes: &[u8]) -> Result<super::PixelCnn8> {
+    let file = ModelFile::parse(bytes)?;
+    let meta = read_meta(&file)?;
+    if meta.engine.as_deref() != Some(super::int8_model::ENGINE_INT8) {
+        return Err(Error::InvalidModel("not an 8-bit PixelCNN model".into()));
+    }
+    super::PixelCnn8::from_model_file(meta, &file)
 }
 
 /// An integer-exact local PixelCNN.
@@ -63,12 +91,11 @@ impl PixelCnnInt {
     /// Parses and validates the PixelCNN part of a model file: the metadata's architecture,
     /// then `hidden_layers + 2` layers filling the body exactly.
     pub fn from_model_file(file: &ModelFile<'_>) -> Result<PixelCnnInt> {
-        let meta: ModelMeta = serde_json::from_slice(file.meta_json)
-            .map_err(|e| Error::InvalidModel(format!("model metadata: {e}")))?;
-        if meta.family != FAMILY_NAME {
+        let meta = read_meta(file)?;
+        if meta.engine.is_some() {
             return Err(Error::InvalidModel(format!(
-                "model family {:?} is not {FAMILY_NAME}",
-                meta.family
+                "a model for the {:?} engine, not the 32-bit one",
+                meta.engine
             )));
         }
         meta.arch.validate()?;
@@ -272,6 +299,39 @@ impl PixelCnnInt {
                 out_layer.hi,
             );
         }
+    }
+}
+
+impl super::session::PixelNet for PixelCnnInt {
+    type State = PixelState;
+
+    fn arch(&self) -> &Arch {
+        &self.meta.arch
+    }
+
+    fn macs_per_pixel(&self) -> usize {
+        PixelCnnInt::macs_per_pixel(self)
+    }
+
+    fn state_bytes(&self) -> usize {
+        let a = self.arch();
+        (a.hidden * a.hidden_layers + a.hidden + a.input_len()) * 4
+    }
+
+    fn new_state(&self) -> PixelState {
+        PixelCnnInt::new_state(self)
+    }
+
+    fn begin_pixel(&self, st: &mut PixelState, ctx: &[u8], w: u32, h: u32, x: u32, y: u32) {
+        PixelCnnInt::begin_pixel(self, st, ctx, w, h, x, y)
+    }
+
+    fn set_channel(&self, st: &mut PixelState, c: usize, value: u8) {
+        PixelCnnInt::set_channel(self, st, c, value)
+    }
+
+    fn channel_params(&self, st: &mut PixelState, c: usize, out: &mut [i32]) {
+        PixelCnnInt::channel_params(self, st, c, out)
     }
 }
 

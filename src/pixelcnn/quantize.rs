@@ -46,6 +46,7 @@ pub fn quantize_pixelcnn(
         family: FAMILY_NAME.into(),
         name: name.into(),
         arch,
+        engine: None,
     };
     PixelCnnInt::from_layers(meta, out)
 }
@@ -64,8 +65,8 @@ fn layer_inputs(a: &Arch, l: usize, last: bool) -> (Vec<u32>, Vec<i64>) {
     let mut frac = Vec::new();
     let mut bound = Vec::new();
     for ((f, b), count) in parts {
-        frac.extend(std::iter::repeat(f).take(count));
-        bound.extend(std::iter::repeat(b).take(count));
+        frac.extend(std::iter::repeat_n(f, count));
+        bound.extend(std::iter::repeat_n(b, count));
     }
     (frac, bound)
 }

@@ -7,12 +7,37 @@
 
 use rayon::prelude::*;
 
-use super::int_model::{split_params, PixelCnnInt, PixelState};
+use super::arch::Arch;
+use super::int_model::split_params;
 use crate::coding::autoregressive::AutoregressiveModel;
 use crate::coding::LogisticMixture;
 use crate::error::Result;
 use crate::family::DecodeControl;
 use crate::image::ChannelLayout;
+
+/// What a coding session needs of a PixelCNN network: the 32-bit engine ([`PixelCnnInt`]) and
+/// the 8-bit one ([`PixelCnn8`]) both run the schedule below, with per-pixel state so that the
+/// pixels of a wavefront can be computed in parallel.
+///
+/// [`PixelCnnInt`]: super::PixelCnnInt
+/// [`PixelCnn8`]: super::PixelCnn8
+pub trait PixelNet: Sync {
+    /// One pixel's working memory.
+    type State: Send;
+    fn arch(&self) -> &Arch;
+    /// Multiply-accumulates per pixel, all channels.
+    fn macs_per_pixel(&self) -> usize;
+    /// Bytes a [`PixelNet::State`] holds (for the working-memory bound).
+    fn state_bytes(&self) -> usize;
+    fn new_state(&self) -> Self::State;
+    /// Starts pixel (`x`, `y`) of the `w`×`h` context image `ctx` (3 samples a pixel).
+    fn begin_pixel(&self, st: &mut Self::State, ctx: &[u8], w: u32, h: u32, x: u32, y: u32);
+    /// Records channel `c`'s value of the current pixel (the later channels see it).
+    fn set_channel(&self, st: &mut Self::State, c: usize, value: u8);
+    /// Channel `c`'s mixture parameters (`3 · components`, in 2^-16) into `out`; channels in
+    /// order, each after the previous ones were set.
+    fn channel_params(&self, st: &mut Self::State, c: usize, out: &mut [i32]);
+}
 
 /// A set of planes coded together: `channels` (1 or 3) planes starting at `first` in the layout.
 #[derive(Clone, Copy, Debug)]
@@ -22,8 +47,8 @@ struct PlaneSet {
 }
 
 /// Coding session for one image (encoder and decoder alike).
-pub struct PixelCnnSession<'m> {
-    model: &'m PixelCnnInt,
+pub struct PixelCnnSession<'m, N: PixelNet> {
+    model: &'m N,
     width: u32,
     height: u32,
     /// Samples per pixel of the image (1–4).
@@ -36,7 +61,7 @@ pub struct PixelCnnSession<'m> {
     t: u64,
     channel: usize,
     front: Vec<(u32, u32)>,
-    states: Vec<PixelState>,
+    states: Vec<N::State>,
     params: Vec<Vec<i32>>,
     /// Parameters computed beforehand for every pixel of each plane set (`[pixel][outputs]`,
     /// flat), e.g. by libtorch in one teacher-forced pass; replayed instead of running the engine.
@@ -44,15 +69,10 @@ pub struct PixelCnnSession<'m> {
     control: DecodeControl<'m>,
 }
 
-impl<'m> PixelCnnSession<'m> {
+impl<'m, N: PixelNet> PixelCnnSession<'m, N> {
     /// A session for a `width`×`height` image of `layout`; errors (instead of aborting) when its
     /// context image cannot be allocated.
-    pub fn new(
-        model: &'m PixelCnnInt,
-        width: u32,
-        height: u32,
-        layout: ChannelLayout,
-    ) -> Result<Self> {
+    pub fn new(model: &'m N, width: u32, height: u32, layout: ChannelLayout) -> Result<Self> {
         let mut sets = vec![PlaneSet {
             first: 0,
             channels: layout.color_channels(),
@@ -97,7 +117,7 @@ impl<'m> PixelCnnSession<'m> {
     /// true samples). `per_set[s]` holds `width·height·outputs` values for plane set `s` (colour,
     /// then alpha), pixel-major.
     pub fn with_precomputed(
-        model: &'m PixelCnnInt,
+        model: &'m N,
         width: u32,
         height: u32,
         layout: ChannelLayout,
@@ -112,16 +132,19 @@ impl<'m> PixelCnnSession<'m> {
 /// Upper bound, in bytes, of what coding a `width`×`height` image of `layout` allocates (the
 /// session's context image, the coder's output and bookkeeping, one wavefront's engine states
 /// and distributions). Saturates instead of overflowing.
-pub fn working_memory(model: &PixelCnnInt, width: u32, height: u32, layout: ChannelLayout) -> u64 {
+pub fn working_memory<N: PixelNet>(
+    model: &N,
+    width: u32,
+    height: u32,
+    layout: ChannelLayout,
+) -> u64 {
     let a = model.arch();
     let pixels = width as u64 * height as u64;
     // context image (3 bytes a pixel) + decoded samples + their "seen" flags
     let image_bytes = pixels.saturating_mul(3 + 2 * layout.channels() as u64);
     // A wavefront t = x + (r+1)·y holds at most one pixel per row and per r+1 columns.
     let front = (height as u64).min(width as u64 / (a.radius as u64 + 1) + 1);
-    let state_ints =
-        (a.hidden * a.hidden_layers + a.hidden + a.input_len() + a.params_per_channel()) as u64;
-    let per_pixel = state_ints * 4
+    let per_pixel = (model.state_bytes() + 4 * a.params_per_channel()) as u64
         + std::mem::size_of::<(u32, u32)>() as u64
         + std::mem::size_of::<(usize, LogisticMixture)>() as u64;
     image_bytes.saturating_add(front.saturating_mul(per_pixel))
@@ -130,12 +153,12 @@ pub fn working_memory(model: &PixelCnnInt, width: u32, height: u32, layout: Chan
 /// Whether a wavefront of `n` pixels has enough work to share between threads: handing a
 /// group to rayon costs microseconds, more than a small network spends on a few pixels. Either
 /// way the results are the same integers (each pixel is computed alone).
-fn worth_threads(model: &PixelCnnInt, n: usize) -> bool {
+fn worth_threads<N: PixelNet>(model: &N, n: usize) -> bool {
     const MIN_MACS: usize = 100_000;
     n > 1 && n * model.macs_per_pixel() / model.arch().channels >= MIN_MACS
 }
 
-impl AutoregressiveModel for PixelCnnSession<'_> {
+impl<N: PixelNet> AutoregressiveModel for PixelCnnSession<'_, N> {
     type Dist = LogisticMixture;
 
     fn sample_count(&self) -> usize {
@@ -166,7 +189,7 @@ impl AutoregressiveModel for PixelCnnSession<'_> {
             }
             if self.precomputed.is_none() {
                 let (ctx, w, h) = (&self.ctx, self.width, self.height);
-                let begin = |(st, &(x, y)): (&mut PixelState, &(u32, u32))| {
+                let begin = |(st, &(x, y)): (&mut N::State, &(u32, u32))| {
                     model.begin_pixel(st, ctx, w, h, x, y)
                 };
                 if worth_threads(model, n) {
@@ -188,7 +211,7 @@ impl AutoregressiveModel for PixelCnnSession<'_> {
                 self.params[i].copy_from_slice(&pre[self.set][base..base + p]);
             }
         } else {
-            let run = |(st, p): (&mut PixelState, &mut Vec<i32>)| model.channel_params(st, c, p);
+            let run = |(st, p): (&mut N::State, &mut Vec<i32>)| model.channel_params(st, c, p);
             if worth_threads(model, n) {
                 self.states[..n]
                     .par_iter_mut()

@@ -190,7 +190,7 @@ fn read_cifar_records(
     let record_len = crate::corpus::CIFAR_RECORD_BYTES;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len() as usize;
-    if len % record_len != 0 {
+    if !len.is_multiple_of(record_len) {
         return Err(Error::ImageFile(format!(
             "{}: not a CIFAR-10 batch ({len} bytes is not a multiple of {record_len})",
             path.display()

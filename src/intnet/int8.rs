@@ -1,0 +1,715 @@
+//! The 8-bit engine: dense layers on `u8` activations with exact `i32` accumulators, and
+//! weights of 8 bits (the fast path) or 16 bits (for layers that need the precision), chosen
+//! per layer ([`WeightBits`]).
+//!
+//! [`U8Linear::forward_reference`] is the definition (straight loops in `i64`). The kernels
+//! ([`Kernel`]) compute the same accumulators with the CPU's multiply-add instructions, chosen
+//! at run time; every kernel gives the same integers by construction, and the tests force each
+//! kernel this machine has and compare them bit for bit with the reference:
+//!
+//! - **8-bit weights are limited to `[-64, 64]`** ([`WEIGHT_MAX_8`]). AVX2's `vpmaddubsw`
+//!   multiplies unsigned bytes by signed bytes and adds adjacent pairs into *saturating* `i16`:
+//!   with `|w| ≤ 64` and `x ≤ 255` a pair is at most `2 · 255 · 64 = 32640 < 2^15`, so it never
+//!   saturates. (VNNI's `vpdpbusd` accumulates in `i32` and would not need the limit; one limit
+//!   for all keeps every kernel equal.)
+//! - 16-bit weights are multiplied by the zero-extended bytes with `vpmaddwd` (AVX2) or
+//!   `vpdpwssd` (VNNI): `i16` products summed in pairs into `i32`, no saturation.
+//! - Accumulators are bounded when a layer is loaded: `|bias| + Σ|w| · 255 < 2^31`, so `i32`
+//!   sums in any order are exact.
+//! - Requantization multiplies the accumulator by a per-output 16-bit multiplier and shifts
+//!   (rounding half up) in `i64`, then clamps: per-output scales need not be powers of two.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+use crate::intnet::{take, ACC_LIMIT};
+
+/// Largest 8-bit weight magnitude (see the module docs: no `i16` saturation in `vpmaddubsw`).
+pub const WEIGHT_MAX_8: i32 = 64;
+/// Largest 16-bit weight magnitude.
+pub const WEIGHT_MAX_16: i32 = i16::MAX as i32;
+
+/// The width of a layer's weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightBits {
+    /// `i8` in `[-64, 64]`: twice the multiply-accumulates per instruction, half the memory.
+    Eight,
+    /// `i16`: for layers whose outputs need the precision (the output layer of a network
+    /// quantized after training).
+    Sixteen,
+}
+
+impl WeightBits {
+    pub fn max(self) -> i32 {
+        match self {
+            WeightBits::Eight => WEIGHT_MAX_8,
+            WeightBits::Sixteen => WEIGHT_MAX_16,
+        }
+    }
+
+    pub fn bits(self) -> u8 {
+        match self {
+            WeightBits::Eight => 8,
+            WeightBits::Sixteen => 16,
+        }
+    }
+}
+
+/// A layer's weights, row-major `[outputs][stride]`, zero past `inputs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Rows {
+    Eight(Vec<i8>),
+    Sixteen(Vec<i16>),
+}
+/// Largest requantization multiplier (exclusive): `|acc · mult| < 2^47`.
+pub const MULT_LIMIT: i32 = 1 << 16;
+/// Largest requantization shift.
+pub const SHIFT_MAX: u8 = 62;
+/// Rows are padded with zero weights to a multiple of this many inputs (one AVX-512 register),
+/// so kernels never handle a tail.
+pub const ROW_ALIGN: usize = 64;
+
+/// `n` rounded up to a multiple of [`ROW_ALIGN`]: the length an input buffer of a layer with
+/// `n` inputs must have (the padding's values do not matter: its weights are zero).
+pub fn padded(n: usize) -> usize {
+    n.div_ceil(ROW_ALIGN) * ROW_ALIGN
+}
+
+/// A dense layer on bytes: for every output `o`,
+///
+/// ```text
+/// acc[o] = bias[o] + Σ_i weight[o][i] · x[i]     (x[i] in 0..=255; |w| ≤ 64 or |w| ≤ 32767)
+/// y[o]   = clamp(floor((acc[o] · mult[o] + 2^(shift[o]−1)) / 2^shift[o]), lo, hi)
+/// ```
+///
+/// (with shift 0, `y = clamp(acc · mult)`). Hidden layers clamp to `[0, 255]` (a capped ReLU
+/// whose output is the next layer's input); output layers to their own range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct U8Linear {
+    inputs: usize,
+    outputs: usize,
+    /// Row-major `[outputs][stride]`, `stride = padded(inputs)`, zero past `inputs`.
+    weight: Rows,
+    stride: usize,
+    pub bias: Vec<i32>,
+    /// `[outputs]`, each in `1..MULT_LIMIT`.
+    pub mult: Vec<i32>,
+    /// `[outputs]`, each `0..=SHIFT_MAX`.
+    pub shift: Vec<u8>,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl U8Linear {
+    /// A layer from its row-major `[outputs][inputs]` weights (`i32` values that must fit
+    /// `bits`) and per-output arrays. Checks shapes, ranges and the accumulator bound
+    /// ([`U8Linear::read`] and the quantizer come here).
+    pub fn new(
+        inputs: usize,
+        bits: WeightBits,
+        weight: &[i32],
+        bias: Vec<i32>,
+        mult: Vec<i32>,
+        shift: Vec<u8>,
+        (lo, hi): (i32, i32),
+    ) -> Result<U8Linear> {
+        let outputs = bias.len();
+        let bad = |m: String| Err(Error::InvalidModel(m));
+        if inputs == 0 || outputs == 0 || inputs > 1 << 16 || outputs > 1 << 16 {
+            return bad(format!("8-bit layer of {inputs}→{outputs}"));
+        }
+        if weight.len() != inputs * outputs || mult.len() != outputs || shift.len() != outputs {
+            return bad(format!(
+                "8-bit layer {inputs}→{outputs}: array sizes do not match"
+            ));
+        }
+        if lo > hi
+            || shift.iter().any(|&s| s > SHIFT_MAX)
+            || mult.iter().any(|&m| !(1..MULT_LIMIT).contains(&m))
+            || weight.iter().any(|&w| w.abs() > bits.max())
+        {
+            return bad(format!(
+                "8-bit layer {inputs}→{outputs}: weight, multiplier, shift or clamp out of range"
+            ));
+        }
+        for o in 0..outputs {
+            let row = &weight[o * inputs..(o + 1) * inputs];
+            let acc =
+                (bias[o] as i64).abs() + row.iter().map(|&w| (w as i64).abs() * 255).sum::<i64>();
+            if acc >= ACC_LIMIT {
+                return bad(format!(
+                    "8-bit layer {inputs}→{outputs}: output {o} can reach {acc}, over 2^31"
+                ));
+            }
+        }
+        let stride = padded(inputs);
+        fn pad<T: Copy + Default>(
+            w: &[i32],
+            inputs: usize,
+            stride: usize,
+            f: impl Fn(i32) -> T,
+        ) -> Vec<T> {
+            let mut v = vec![T::default(); stride * (w.len() / inputs)];
+            for (dst, src) in v.chunks_exact_mut(stride).zip(w.chunks_exact(inputs)) {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = f(s);
+                }
+            }
+            v
+        }
+        let weight = match bits {
+            WeightBits::Eight => Rows::Eight(pad(weight, inputs, stride, |w| w as i8)),
+            WeightBits::Sixteen => Rows::Sixteen(pad(weight, inputs, stride, |w| w as i16)),
+        };
+        Ok(U8Linear {
+            inputs,
+            outputs,
+            weight,
+            stride,
+            bias,
+            mult,
+            shift,
+            lo,
+            hi,
+        })
+    }
+
+    pub fn weight_bits(&self) -> WeightBits {
+        match self.weight {
+            Rows::Eight(_) => WeightBits::Eight,
+            Rows::Sixteen(_) => WeightBits::Sixteen,
+        }
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// Length an input slice must have for [`U8Linear::accumulate`]: `padded(inputs)`.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Output `o`'s weights (`inputs` of them, without the padding).
+    pub fn row(&self, o: usize) -> Vec<i32> {
+        let r = o * self.stride..o * self.stride + self.inputs;
+        match &self.weight {
+            Rows::Eight(w) => w[r].iter().map(|&v| v as i32).collect(),
+            Rows::Sixteen(w) => w[r].iter().map(|&v| v as i32).collect(),
+        }
+    }
+
+    pub fn parameters(&self) -> usize {
+        self.inputs * self.outputs + self.outputs
+    }
+
+    /// The definition: straight loops in `i64`. `x.len() >= inputs`, `y.len() >= outputs`.
+    pub fn forward_reference(&self, x: &[u8], y: &mut [i32]) {
+        for (o, y) in y.iter_mut().enumerate().take(self.outputs) {
+            let acc = self.bias[o] as i64
+                + self
+                    .row(o)
+                    .iter()
+                    .zip(x)
+                    .map(|(&w, &v)| w as i64 * v as i64)
+                    .sum::<i64>();
+            *y = self.requantize(o, acc);
+        }
+    }
+
+    /// Accumulators `bias + Σ w·x` of outputs `rows` into `acc[rows]`, with `kernel`.
+    /// `x.len()` must be at least [`U8Linear::stride`]; the values past `inputs` are ignored.
+    pub fn accumulate(&self, kernel: Kernel, x: &[u8], rows: Range<usize>, acc: &mut [i32]) {
+        let x = &x[..self.stride];
+        let span = rows.start * self.stride..rows.end * self.stride;
+        let out = &mut acc[rows.clone()];
+        match &self.weight {
+            Rows::Eight(w) => kernel.dot_rows_i8(&w[span], x, out),
+            Rows::Sixteen(w) => kernel.dot_rows_i16(&w[span], x, out),
+        }
+        for (a, &b) in out.iter_mut().zip(&self.bias[rows]) {
+            *a = a.wrapping_add(b);
+        }
+    }
+
+    /// Requantized outputs `rows` into `y[rows]` as bytes: for layers that clamp into `0..=255`
+    /// (checked at load by the model that uses it). `acc` is scratch of at least `outputs`.
+    pub fn forward_u8(
+        &self,
+        kernel: Kernel,
+        x: &[u8],
+        rows: Range<usize>,
+        acc: &mut [i32],
+        y: &mut [u8],
+    ) {
+        self.accumulate(kernel, x, rows.clone(), acc);
+        let params = self.mult[rows.clone()]
+            .iter()
+            .zip(&self.shift[rows.clone()]);
+        for ((y, &a), (&m, &s)) in y[rows.clone()].iter_mut().zip(&acc[rows]).zip(params) {
+            *y = requantize(a, m, s, self.lo, self.hi) as u8;
+        }
+    }
+
+    /// Requantized outputs `rows` into `y[rows]` as `i32` (output layers).
+    pub fn forward_i32(&self, kernel: Kernel, x: &[u8], rows: Range<usize>, y: &mut [i32]) {
+        self.accumulate(kernel, x, rows.clone(), y);
+        let params = self.mult[rows.clone()]
+            .iter()
+            .zip(&self.shift[rows.clone()]);
+        for (y, (&m, &s)) in y[rows].iter_mut().zip(params) {
+            *y = requantize(*y, m, s, self.lo, self.hi);
+        }
+    }
+
+    #[inline]
+    fn requantize(&self, o: usize, acc: i64) -> i32 {
+        requantize(acc as i32, self.mult[o], self.shift[o], self.lo, self.hi)
+    }
+
+    /// Appends the serialized form (see [`U8Linear::read`]).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.push(self.weight_bits().bits());
+        for v in [self.inputs as u32, self.outputs as u32] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.lo.to_le_bytes());
+        out.extend_from_slice(&self.hi.to_le_bytes());
+        out.extend_from_slice(&self.shift);
+        for &m in &self.mult {
+            out.extend_from_slice(&(m as u16).to_le_bytes());
+        }
+        for b in &self.bias {
+            out.extend_from_slice(&b.to_le_bytes());
+        }
+        for o in 0..self.outputs {
+            for w in self.row(o) {
+                match self.weight_bits() {
+                    WeightBits::Eight => out.push(w as i8 as u8),
+                    WeightBits::Sixteen => out.extend_from_slice(&(w as i16).to_le_bytes()),
+                }
+            }
+        }
+    }
+
+    /// Reads a layer: `u8 weight bits (8 or 16), u32 inputs, u32 outputs, i32 lo, i32 hi,
+    /// u8 shift[outputs], u16 mult[outputs], i32 bias[outputs], weight[outputs][inputs]` (`i8`
+    /// or `i16`), all little-endian.
+    pub fn read(bytes: &mut &[u8]) -> Result<U8Linear> {
+        let u32_at = |s: &[u8]| u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        let bits = match take(bytes, 1)?[0] {
+            8 => WeightBits::Eight,
+            16 => WeightBits::Sixteen,
+            b => return Err(Error::InvalidModel(format!("{b}-bit weights"))),
+        };
+        let head = take(bytes, 16)?;
+        let (inputs, outputs) = (u32_at(&head[0..4]) as usize, u32_at(&head[4..8]) as usize);
+        let (lo, hi) = (u32_at(&head[8..12]) as i32, u32_at(&head[12..16]) as i32);
+        if inputs == 0 || outputs == 0 || inputs > 1 << 16 || outputs > 1 << 16 {
+            return Err(Error::InvalidModel(format!(
+                "8-bit layer of {inputs}→{outputs}"
+            )));
+        }
+        let shift = take(bytes, outputs)?.to_vec();
+        let mult = take(bytes, outputs * 2)?
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]) as i32)
+            .collect();
+        let bias = take(bytes, outputs * 4)?
+            .chunks_exact(4)
+            .map(|c| u32_at(c) as i32)
+            .collect();
+        let weight: Vec<i32> = match bits {
+            WeightBits::Eight => take(bytes, outputs * inputs)?
+                .iter()
+                .map(|&b| b as i8 as i32)
+                .collect(),
+            WeightBits::Sixteen => take(bytes, outputs * inputs * 2)?
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i32)
+                .collect(),
+        };
+        U8Linear::new(inputs, bits, &weight, bias, mult, shift, (lo, hi))
+    }
+}
+
+/// `clamp(floor((acc · mult + 2^(shift−1)) / 2^shift), lo, hi)` in `i64` (shift 0: no
+/// rounding term). Exact: `|acc| < 2^31`, `mult < 2^16`.
+#[inline]
+fn requantize(acc: i32, mult: i32, shift: u8, lo: i32, hi: i32) -> i32 {
+    let p = acc as i64 * mult as i64;
+    let v = (p + ((1i64 << shift) >> 1)) >> shift;
+    v.clamp(lo as i64, hi as i64) as i32
+}
+
+/// An implementation of the 8-bit dot products. All give the same integers; they differ only
+/// in speed and in the CPUs that have them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Plain Rust, any CPU.
+    Portable,
+    /// x86-64 AVX2: `vpmaddubsw` (u8·i8 pairs → i16) then `vpmaddwd` (→ i32).
+    Avx2,
+    /// x86-64 AVX-512 with VNNI: `vpdpbusd` (u8·i8 quads accumulated in i32).
+    Avx512Vnni,
+}
+
+impl Kernel {
+    /// Every kernel this CPU can run, portable first.
+    pub fn available() -> Vec<Kernel> {
+        let mut v = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                v.push(Kernel::Avx2);
+            }
+            if has_avx512vnni() {
+                v.push(Kernel::Avx512Vnni);
+            }
+        }
+        v
+    }
+
+    /// The kernel to use: the fastest available, unless the environment variable `LLIF_KERNEL`
+    /// names another available one (`portable`, `avx2`, `avx512vnni`), for side-by-side runs.
+    /// Chosen once per process.
+    pub fn detect() -> Kernel {
+        static CHOSEN: OnceLock<Kernel> = OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let available = Kernel::available();
+            let wanted = std::env::var("LLIF_KERNEL").ok();
+            wanted
+                .and_then(|name| available.iter().copied().find(|k| k.name() == name))
+                .unwrap_or(*available.last().expect("portable is always available"))
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable",
+            Kernel::Avx2 => "avx2",
+            Kernel::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    /// `out[r] = Σ_i w[r·n + i] · x[i]` for each row `r`, `n = x.len()`, a multiple of
+    /// [`ROW_ALIGN`]; `w.len() == out.len() · n`.
+    pub fn dot_rows_i8(self, w: &[i8], x: &[u8], out: &mut [i32]) {
+        let n = x.len();
+        assert!(n.is_multiple_of(ROW_ALIGN) && w.len() == out.len() * n);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
+                // SAFETY: the CPU has AVX2 (checked above); shapes asserted above.
+                unsafe { x86::dot_rows_i8_avx2(w, x, out) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni if has_avx512vnni() => {
+                // SAFETY: the CPU has AVX-512 BW and VNNI (checked above); shapes asserted.
+                unsafe { x86::dot_rows_i8_avx512vnni(w, x, out) }
+            }
+            // Portable, or a kernel this CPU lacks (only reachable by constructing it by
+            // hand): the same integers, computed portably.
+            _ => dot_rows_portable(w, x, out),
+        }
+    }
+
+    /// [`Kernel::dot_rows_i8`] with 16-bit weights.
+    pub fn dot_rows_i16(self, w: &[i16], x: &[u8], out: &mut [i32]) {
+        let n = x.len();
+        assert!(n.is_multiple_of(ROW_ALIGN) && w.len() == out.len() * n);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
+                // SAFETY: as in `dot_rows_i8`.
+                unsafe { x86::dot_rows_i16_avx2(w, x, out) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni if has_avx512vnni() => {
+                // SAFETY: as in `dot_rows_i8`.
+                unsafe { x86::dot_rows_i16_avx512vnni(w, x, out) }
+            }
+            _ => dot_rows_portable(w, x, out),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512vnni() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+}
+
+fn dot_rows_portable<W: Copy + Into<i32>>(w: &[W], x: &[u8], out: &mut [i32]) {
+    let n = x.len();
+    for (row, o) in w.chunks_exact(n).zip(out.iter_mut()) {
+        // Independent lanes so the compiler can vectorize; exact (bounded at load).
+        let mut lanes = [0i32; 16];
+        for (wc, xc) in row.chunks_exact(16).zip(x.chunks_exact(16)) {
+            for l in 0..16 {
+                lanes[l] += wc[l].into() * xc[l] as i32;
+            }
+        }
+        *o = lanes.iter().sum();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must have AVX2; `x.len()` a multiple of 32, `w.len() == out.len() · x.len()`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_rows_i8_avx2(w: &[i8], x: &[u8], out: &mut [i32]) {
+        let n = x.len();
+        let ones = _mm256_set1_epi16(1);
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = w.as_ptr().add(r * n);
+            let mut s0 = _mm256_setzero_si256();
+            let mut s1 = _mm256_setzero_si256();
+            let mut k = 0;
+            while k < n {
+                let x0 = _mm256_loadu_si256(x.as_ptr().add(k) as *const __m256i);
+                let w0 = _mm256_loadu_si256(row.add(k) as *const __m256i);
+                let x1 = _mm256_loadu_si256(x.as_ptr().add(k + 32) as *const __m256i);
+                let w1 = _mm256_loadu_si256(row.add(k + 32) as *const __m256i);
+                // u8·i8 pairs → i16 (never saturating: |w| ≤ 64), then pairs → i32.
+                s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(x0, w0), ones));
+                s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(x1, w1), ones));
+                k += 64;
+            }
+            *o = hsum256(_mm256_add_epi32(s0, s1));
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum256(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512 F, BW and VNNI; `x.len()` a multiple of 64,
+    /// `w.len() == out.len() · x.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn dot_rows_i8_avx512vnni(w: &[i8], x: &[u8], out: &mut [i32]) {
+        let n = x.len();
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = w.as_ptr().add(r * n);
+            let mut s = _mm512_setzero_si512();
+            let mut k = 0;
+            while k < n {
+                let xv = _mm512_loadu_si512(x.as_ptr().add(k) as *const _);
+                let wv = _mm512_loadu_si512(row.add(k) as *const _);
+                s = _mm512_dpbusd_epi32(s, xv, wv);
+                k += 64;
+            }
+            *o = _mm512_reduce_add_epi32(s);
+        }
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2; `x.len()` a multiple of 32, `w.len() == out.len() · x.len()`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_rows_i16_avx2(w: &[i16], x: &[u8], out: &mut [i32]) {
+        let n = x.len();
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = w.as_ptr().add(r * n);
+            let mut s0 = _mm256_setzero_si256();
+            let mut s1 = _mm256_setzero_si256();
+            let mut k = 0;
+            while k < n {
+                // 16 bytes zero-extended to i16, times 16 weights, pairs summed into i32.
+                let x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(x.as_ptr().add(k) as *const __m128i));
+                let x1 =
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128(x.as_ptr().add(k + 16) as *const __m128i));
+                let w0 = _mm256_loadu_si256(row.add(k) as *const __m256i);
+                let w1 = _mm256_loadu_si256(row.add(k + 16) as *const __m256i);
+                s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x0, w0));
+                s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(x1, w1));
+                k += 32;
+            }
+            *o = hsum256(_mm256_add_epi32(s0, s1));
+        }
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512 F, BW and VNNI; `x.len()` a multiple of 32,
+    /// `w.len() == out.len() · x.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn dot_rows_i16_avx512vnni(w: &[i16], x: &[u8], out: &mut [i32]) {
+        let n = x.len();
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = w.as_ptr().add(r * n);
+            let mut s = _mm512_setzero_si512();
+            let mut k = 0;
+            while k < n {
+                let xv =
+                    _mm512_cvtepu8_epi16(_mm256_loadu_si256(x.as_ptr().add(k) as *const __m256i));
+                let wv = _mm512_loadu_si512(row.add(k) as *const _);
+                s = _mm512_dpwssd_epi32(s, xv, wv);
+                k += 32;
+            }
+            *o = _mm512_reduce_add_epi32(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn random_layer(rng: &mut StdRng, inputs: usize, outputs: usize, bits: WeightBits) -> U8Linear {
+        // 16-bit rows scaled so the accumulator bound holds: Σ|w| · 255 < 2^31.
+        let wmax = bits
+            .max()
+            .min((ACC_LIMIT / 2 / (inputs as i64 * 255)) as i32);
+        let weight: Vec<i32> = (0..inputs * outputs)
+            .map(|_| rng.gen_range(-wmax..=wmax))
+            .collect();
+        U8Linear::new(
+            inputs,
+            bits,
+            &weight,
+            (0..outputs)
+                .map(|_| rng.gen_range(-100_000..100_000))
+                .collect(),
+            (0..outputs).map(|_| rng.gen_range(1..MULT_LIMIT)).collect(),
+            (0..outputs).map(|_| rng.gen_range(0..=24)).collect(),
+            (0, 255),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_kernel_matches_the_reference_bit_for_bit() {
+        let kernels = Kernel::available();
+        eprintln!("kernels on this machine: {kernels:?}");
+        let mut rng = StdRng::seed_from_u64(8);
+        for bits in [WeightBits::Eight, WeightBits::Sixteen] {
+            for (i, o) in [
+                (1, 1),
+                (3, 5),
+                (63, 7),
+                (64, 64),
+                (65, 3),
+                (99, 96),
+                (387, 45),
+            ] {
+                let layer = random_layer(&mut rng, i, o, bits);
+                for trial in 0..40 {
+                    // Extremes first: all 255 with extreme weights is where i16 pairs peak.
+                    let mut x: Vec<u8> = match trial {
+                        0 => vec![255; layer.stride()],
+                        1 => vec![0; layer.stride()],
+                        _ => (0..layer.stride()).map(|_| rng.gen()).collect(),
+                    };
+                    let mut want = vec![0; o];
+                    layer.forward_reference(&x, &mut want);
+                    // Garbage in the padding must not matter.
+                    x[i..].iter_mut().for_each(|v| *v = 0xA5);
+                    for &k in &kernels {
+                        let mut got = vec![0; o];
+                        layer.forward_i32(k, &x, 0..o, &mut got);
+                        assert_eq!(got, want, "{k:?}, {bits:?} layer {i}→{o}, trial {trial}");
+                        let (mut acc, mut bytes) = (vec![0; o], vec![0u8; o]);
+                        layer.forward_u8(k, &x, 1.min(o)..o, &mut acc, &mut bytes);
+                        for r in 1.min(o)..o {
+                            assert_eq!(bytes[r] as i32, want[r], "u8 path of {k:?}, {bits:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pairs_at_the_saturation_edge_are_exact() {
+        // Every 8-bit weight ±64 against 255: vpmaddubsw's pair sums reach ±32640, just under
+        // 2^15; every 16-bit weight ±32767 against 255: vpmaddwd's pairs reach ±16.7M.
+        for (bits, m, n) in [
+            (WeightBits::Eight, 64, 128),
+            (WeightBits::Sixteen, 32767, 128),
+        ] {
+            for sign in [1, -1] {
+                let w = vec![m * sign; n];
+                let layer =
+                    U8Linear::new(n, bits, &w, vec![0], vec![1], vec![0], (i32::MIN, i32::MAX))
+                        .unwrap();
+                for &k in &Kernel::available() {
+                    let mut y = [0];
+                    layer.forward_i32(k, &vec![255; layer.stride()], 0..1, &mut y);
+                    assert_eq!(y[0], sign * m * 255 * n as i32, "{k:?} {bits:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_layers_are_refused_and_serialization_round_trips() {
+        let mut rng = StdRng::seed_from_u64(9);
+        for bits in [WeightBits::Eight, WeightBits::Sixteen] {
+            let layer = random_layer(&mut rng, 10, 4, bits);
+            let mut bytes = Vec::new();
+            layer.write(&mut bytes);
+            assert_eq!(U8Linear::read(&mut &bytes[..]).unwrap(), layer);
+            for cut in 0..bytes.len() {
+                assert!(U8Linear::read(&mut &bytes[..cut]).is_err());
+            }
+        }
+        let eight = WeightBits::Eight;
+        let new = |w: i32, b: i32, m: i32, s: u8, clamp| {
+            U8Linear::new(1, eight, &[w], vec![b], vec![m], vec![s], clamp)
+        };
+        assert!(new(64, 0, 1, 0, (0, 255)).is_ok());
+        assert!(new(65, 0, 1, 0, (0, 255)).is_err());
+        assert!(new(1, 0, 0, 0, (0, 255)).is_err());
+        assert!(new(1, 0, 1, 63, (0, 255)).is_err());
+        assert!(new(1, i32::MAX, 1, 0, (0, 255)).is_err());
+        assert!(new(1, 0, 1, 0, (1, 0)).is_err());
+        let wide = vec![32767; 300]; // 300 · 32767 · 255 > 2^31
+        assert!(U8Linear::new(
+            300,
+            WeightBits::Sixteen,
+            &wide,
+            vec![0],
+            vec![1],
+            vec![0],
+            (0, 1)
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn requantization_rounds_half_up_and_clamps() {
+        let l = U8Linear::new(
+            1,
+            WeightBits::Eight,
+            &[1],
+            vec![0],
+            vec![3],
+            vec![2],
+            (-100, 100),
+        )
+        .unwrap();
+        let y = |x: u8| {
+            let mut y = [0];
+            l.forward_reference(&[x], &mut y);
+            y[0]
+        };
+        assert_eq!(y(2), 2); // 6/4 = 1.5 → 2
+        assert_eq!(y(1), 1); // 3/4 = 0.75 → 1
+        assert_eq!(y(200), 100); // 150 → clamp 100
+    }
+}
