@@ -29,6 +29,12 @@ pub struct BuiltinModel {
 /// added in front. `default` is the first; a family name picks the first of that family.
 pub const BUILTIN_MODELS: &[BuiltinModel] = &[
     BuiltinModel {
+        name: "pixelcnn-r3h192-v3-int8-adapt",
+        file: include_bytes!("../models/pixelcnn-r3h192-v3-int8-adapt.llifm"),
+        headline:
+            "CIFAR-10 test 3.603 bpsp, photos/test 3.361 bpsp; decodes about 3x faster than v3",
+    },
+    BuiltinModel {
         name: "pixelcnn-r3h192-v3",
         file: include_bytes!("../models/pixelcnn-r3h192-v3.llifm"),
         headline: "CIFAR-10 test 3.594 bpsp, photos/test 3.384 bpsp",

@@ -5,7 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use llif::testing::{encode_with_model, random_pixelcnn, synthetic_image, tiny_arch};
+use llif::testing::{
+    encode_with_model, random_pixelcnn, random_pixelcnn8, synthetic_image, tiny_arch,
+    with_adaptive_stage8,
+};
 use llif::{decode_image, ChannelLayout, Image, Limits, Model, ModelSet};
 
 fn dir() -> PathBuf {
@@ -44,16 +47,20 @@ fn golden_files_decode_to_their_pixels() {
 }
 
 #[test]
-fn golden_model_file_is_unchanged() {
-    // The model file format is part of the promise too: the kept model must parse to the id its
-    // files name.
-    let bytes = std::fs::read(dir().join("tiny-v1.llifm")).unwrap();
-    assert_eq!(
-        llif::ModelId::of_bytes(&bytes).to_string(),
-        std::fs::read_to_string(dir().join("tiny-v1.id"))
-            .unwrap()
-            .trim()
-    );
+fn golden_model_files_are_unchanged() {
+    // The model file format is part of the promise too: each kept model must parse to the id
+    // its files name.
+    for name in ["tiny-v1", "tiny8a-v1"] {
+        let bytes = std::fs::read(dir().join(format!("{name}.llifm"))).unwrap();
+        let model = Model::from_bytes(&bytes).unwrap();
+        let id = std::fs::read_to_string(dir().join(format!("{name}.id"))).unwrap();
+        assert_eq!(
+            llif::ModelId::of_bytes(&bytes).to_string(),
+            id.trim(),
+            "{name}"
+        );
+        assert_eq!(model.id().unwrap().to_string(), id.trim(), "{name}");
+    }
 }
 
 #[test]
@@ -67,6 +74,15 @@ fn write_golden_files() {
         std::fs::write(d.join("tiny-v1.id"), format!("{}\n", m.id)).unwrap();
     }
     let tiny = Model::from_file(&model_path).unwrap();
+    // The 8-bit engine with the adaptive stage (both in use since the first such built-in
+    // model): 8-bit hidden weights, a 16-bit output layer.
+    let model8_path = d.join("tiny8a-v1.llifm");
+    if !model8_path.exists() {
+        let m = with_adaptive_stage8(random_pixelcnn8(tiny_arch(), 2026));
+        std::fs::write(&model8_path, m.to_bytes()).unwrap();
+        std::fs::write(d.join("tiny8a-v1.id"), format!("{}\n", m.id)).unwrap();
+    }
+    let tiny8a = Model::from_file(&model8_path).unwrap();
     let mut cases: Vec<(String, Image, Model)> = vec![
         (
             "v1-pixelcnn-rgb-1x1".into(),
@@ -92,6 +108,17 @@ fn write_golden_files() {
             "v1-pixelcnn-rgb-32x32".into(),
             synthetic_image(32, 32, ChannelLayout::Rgb, 12, 5),
             tiny.clone(),
+        ),
+        // Large enough that buckets of the adaptive stage halve their costs (256 samples).
+        (
+            "v1-pixelcnn8a-rgb-48x40".into(),
+            synthetic_image(48, 40, ChannelLayout::Rgb, 40, 100),
+            tiny8a.clone(),
+        ),
+        (
+            "v1-pixelcnn8a-grayalpha-9x8".into(),
+            synthetic_image(9, 8, ChannelLayout::GrayAlpha, 30, 101),
+            tiny8a,
         ),
         (
             "v1-stored-rgb-3x2".into(),

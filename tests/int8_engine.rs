@@ -135,3 +135,32 @@ fn quantizing_to_8_bits_keeps_the_predictions() {
         );
     }
 }
+
+/// The default model, on real images: every kernel of this machine computes the reference's
+/// parameters (evaluating on the test set is fine; choosing anything by it is not).
+#[test]
+fn default_model_kernels_agree_on_real_cifar_images() {
+    let Some(dir) = llif::corpus::data_dir() else {
+        eprintln!("skipping: no data folder (set LLIF_DATA or provide ../shared/data)");
+        return;
+    };
+    let path = dir.join("cifar10/test_batch.bin");
+    if !path.exists() {
+        eprintln!("skipping: {} not found", path.display());
+        return;
+    }
+    let model = llif::pixelcnn::int_model::parse_pixelcnn_8(llif::codec::DEFAULT_PIXELCNN)
+        .expect("the default model is an 8-bit model");
+    for c in llif::corpus::read_cifar(&path, Some(2)).unwrap() {
+        let want = reference_all(&model, &c.image);
+        for k in Kernel::available() {
+            let m = model.clone().with_kernel(k);
+            assert_eq!(
+                engine_all(&m, &c.image),
+                want,
+                "{k:?}, test image {}",
+                c.index
+            );
+        }
+    }
+}

@@ -123,8 +123,10 @@ fn engines_agree_for_a_wider_radius_and_one_component() {
     check_all_engines(&model, &imgs);
 }
 
+/// The shipped 32-bit models' engines on real images (the default runs on the 8-bit engine:
+/// `tests/int8_engine.rs` checks it the same way).
 #[test]
-fn default_model_engines_agree_on_real_cifar_images() {
+fn shipped_32_bit_model_engines_agree_on_real_cifar_images() {
     let Some(dir) = llif::corpus::data_dir() else {
         eprintln!("skipping: no data folder (set LLIF_DATA or provide ../shared/data)");
         return;
@@ -134,7 +136,11 @@ fn default_model_engines_agree_on_real_cifar_images() {
         eprintln!("skipping: {} not found", path.display());
         return;
     }
-    let model = PixelCnnInt::from_bytes(llif::codec::DEFAULT_PIXELCNN).expect("default model");
+    let shipped = llif::codec::BUILTIN_MODELS
+        .iter()
+        .find(|b| b.name == "pixelcnn-r3h192-v3")
+        .expect("v3 stays built in");
+    let model = PixelCnnInt::from_bytes(shipped.file).expect("v3 parses");
     // Evaluating is fine on the test set (training on it is not).
     let imgs: Vec<Image> = llif::corpus::read_cifar(&path, Some(3))
         .unwrap()

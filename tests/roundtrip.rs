@@ -74,6 +74,41 @@ fn pixelcnn_round_trips_every_layout_and_size_across_thread_counts() {
     }
 }
 
+/// The same law for models with the adaptive stage (both engines): its state is rebuilt by
+/// the decoder from the samples it decodes, and reset for the alpha plane.
+#[test]
+fn adaptive_models_round_trip_every_layout_and_size() {
+    use llif::testing::{random_pixelcnn8, with_adaptive_stage, with_adaptive_stage8};
+    for model in [
+        Model::new(with_adaptive_stage(random_pixelcnn(tiny_arch(), 31))),
+        Model::new(with_adaptive_stage8(random_pixelcnn8(tiny_arch(), 32))),
+    ] {
+        let mut models = ModelSet::empty();
+        models.add("adaptive", model.clone());
+        for img in images() {
+            let bytes = in_pool(1, || encode_with_model(&img, &model)).unwrap();
+            let again = in_pool(2, || encode_with_model(&img, &model)).unwrap();
+            assert_eq!(bytes, again, "thread count changed the file for {img:?}");
+            let decoded = in_pool(2, || decode_image(&bytes, &models, &Limits::default()));
+            assert_eq!(decoded.unwrap(), img);
+        }
+    }
+}
+
+/// The adaptive stage learns: on an image much noisier than a model expects, the adaptive
+/// model's file is smaller than the same model's without it.
+#[test]
+fn the_adaptive_stage_saves_bits_where_the_model_is_miscalibrated() {
+    use llif::testing::with_adaptive_stage;
+    let plain = random_pixelcnn(tiny_arch(), 33);
+    let adaptive = Model::new(with_adaptive_stage(plain.clone()));
+    let plain = Model::new(plain);
+    let img = synthetic_image(48, 40, ChannelLayout::Rgb, 40, 5);
+    let size = |m: &Model| encode_with_model(&img, m).unwrap().len();
+    let (p, a) = (size(&plain), size(&adaptive));
+    assert!(a < p, "adaptive {a} bytes, plain {p}");
+}
+
 #[test]
 fn unknown_model_is_a_typed_error() {
     let model = Model::new(random_pixelcnn(tiny_arch(), 4));

@@ -30,6 +30,12 @@ impl LlifCodec {
             ideal: Mutex::new(HashMap::new()),
         }
     }
+
+    /// Named `llif MODEL` instead of `llif-FAMILY`, for a bench of several models side by side.
+    pub fn labelled_by_model(mut self) -> LlifCodec {
+        self.label = format!("llif {}", self.model.name());
+        self
+    }
 }
 
 fn key(img: &Image) -> u64 {

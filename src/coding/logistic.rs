@@ -121,6 +121,8 @@ pub struct LogisticMixture {
     mean: [i64; MAX_COMPONENTS],
     /// Inverse scales in 2^-16 per pixel (always > 0).
     inv_scale: [i64; MAX_COMPONENTS],
+    /// The clamped log-scales they were read for, in 1/256 (step 2 of the spec).
+    log_scale_q: [i64; MAX_COMPONENTS],
 }
 
 impl LogisticMixture {
@@ -143,6 +145,7 @@ impl LogisticMixture {
             weight: [0; MAX_COMPONENTS],
             mean: [0; MAX_COMPONENTS],
             inv_scale: [0; MAX_COMPONENTS],
+            log_scale_q: [0; MAX_COMPONENTS],
         };
         let max_logit = logits.iter().take(k).copied().max().unwrap_or(0) as i64;
         let mut exps = [0i64; MAX_COMPONENTS];
@@ -157,6 +160,7 @@ impl LogisticMixture {
             // 2. log-scale → 1/s from the table, in steps of 1/256.
             let ls = log_scales.get(j).copied().unwrap_or(0) as i64;
             let q = ((ls + 128) >> 8).clamp(LS_MIN_Q, LS_MAX_Q);
+            m.log_scale_q[j] = q;
             m.inv_scale[j] = t.inv_scale[(q - LS_MIN_Q) as usize];
             // 3. softmax numerators.
             let d = (max_logit - logits.get(j).copied().unwrap_or(0) as i64 + 128) >> 8;
@@ -186,16 +190,65 @@ impl LogisticMixture {
         self.k
     }
 
-    /// `C(x)` of the spec: the mixture's probability below `x - 0.5`, in 2^-30 (step 4).
+    /// The same mixture with every component's log-scale moved by `steps` / 256 (then clamped
+    /// to the table's range again): wider for `steps > 0`. The adaptive stage's correction
+    /// (`coding::adaptive`).
+    pub fn with_log_scale_offset(&self, steps: i64) -> LogisticMixture {
+        let t = tables();
+        let mut m = *self;
+        for j in 0..self.k {
+            let q = (self.log_scale_q[j] + steps).clamp(LS_MIN_Q, LS_MAX_Q);
+            m.log_scale_q[j] = q;
+            m.inv_scale[j] = t.inv_scale[(q - LS_MIN_Q) as usize];
+        }
+        m
+    }
+
+    /// The weighted mean of the components' log-scales, in 1/256 (rounded down): how wide the
+    /// distribution is, for bucketing.
+    pub fn mean_log_scale_q(&self) -> i64 {
+        let s: i64 = (0..self.k)
+            .map(|j| self.weight[j] * self.log_scale_q[j])
+            .sum();
+        s >> WEIGHT_BITS
+    }
+
+    /// `C(x)` of the spec (the mixture's probability below `x - 0.5`, in 2^-30; step 4), with
+    /// the components' inverse scales `inv_scale` (the mixture's own, or the adaptive stage's).
     #[inline]
-    fn cdf_q30(&self, x: u32) -> i64 {
+    #[allow(clippy::needless_range_loop)] // j indexes three parallel arrays, as in the spec
+    fn cdf_q30_with(&self, x: u32, inv_scale: &[i64; MAX_COMPONENTS]) -> i64 {
         let b = ((x as i64) << POS_FRAC) - (1 << (POS_FRAC - 1));
         let mut acc = 0i64;
         for j in 0..self.k {
-            let t = (b - self.mean[j]) * self.inv_scale[j]; // 2^-28
+            let t = (b - self.mean[j]) * inv_scale[j]; // 2^-28
             acc += self.weight[j] * sigmoid_q28(t);
         }
         acc >> WEIGHT_BITS
+    }
+
+    /// The coder's `F(x)` from `C(x)` (spec: "Fixed-point distributions").
+    #[inline]
+    fn table_entry(&self, x: u32, inv_scale: &[i64; MAX_COMPONENTS]) -> u32 {
+        match x {
+            0 => 0,
+            256.. => TOTAL,
+            _ => {
+                (((self.cdf_q30_with(x, inv_scale) * (TOTAL as i64 - 256)) >> 30) + x as i64) as u32
+            }
+        }
+    }
+
+    /// `self.with_log_scale_offset(steps).frequency(x)`, without building the mixture: what
+    /// the adaptive stage evaluates for each candidate offset of each sample.
+    pub fn frequency_with_log_scale_offset(&self, x: u32, steps: i64) -> u32 {
+        let t = tables();
+        let mut inv = self.inv_scale;
+        for (j, v) in inv.iter_mut().enumerate().take(self.k) {
+            let q = (self.log_scale_q[j] + steps).clamp(LS_MIN_Q, LS_MAX_Q);
+            *v = t.inv_scale[(q - LS_MIN_Q) as usize];
+        }
+        self.table_entry(x + 1, &inv) - self.table_entry(x, &inv)
     }
 }
 
@@ -206,11 +259,7 @@ impl QuantizedCdf for LogisticMixture {
 
     #[inline]
     fn cdf(&self, x: u32) -> u32 {
-        match x {
-            0 => 0,
-            256.. => TOTAL,
-            _ => (((self.cdf_q30(x) * (TOTAL as i64 - 256)) >> 30) + x as i64) as u32,
-        }
+        self.table_entry(x, &self.inv_scale)
     }
 }
 

@@ -5,6 +5,7 @@
 //! and bits-back). Everything here is integer arithmetic, so encoder and decoder agree on every
 //! machine.
 
+pub mod adaptive;
 pub mod autoregressive;
 pub mod categorical;
 pub mod logistic;

@@ -470,23 +470,44 @@ mod x86 {
     pub unsafe fn dot_rows_i8_avx2(w: &[i8], x: &[u8], out: &mut [i32]) {
         let n = x.len();
         let ones = _mm256_set1_epi16(1);
-        for (r, o) in out.iter_mut().enumerate() {
-            let row = w.as_ptr().add(r * n);
-            let mut s0 = _mm256_setzero_si256();
-            let mut s1 = _mm256_setzero_si256();
+        // u8·i8 pairs → i16 (never saturating: |w| ≤ 64), then pairs → i32.
+        let step = |s: __m256i, xv: __m256i, row: *const i8, k: usize| {
+            let wv = _mm256_loadu_si256(row.add(k) as *const __m256i);
+            _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(xv, wv), ones))
+        };
+        // Four rows at a time share each load of x.
+        let blocks = out.len() / 4;
+        for b in 0..blocks {
+            let rows = [0, 1, 2, 3].map(|i| w.as_ptr().add((4 * b + i) * n));
+            let mut s = [_mm256_setzero_si256(); 4];
             let mut k = 0;
             while k < n {
-                let x0 = _mm256_loadu_si256(x.as_ptr().add(k) as *const __m256i);
-                let w0 = _mm256_loadu_si256(row.add(k) as *const __m256i);
-                let x1 = _mm256_loadu_si256(x.as_ptr().add(k + 32) as *const __m256i);
-                let w1 = _mm256_loadu_si256(row.add(k + 32) as *const __m256i);
-                // u8·i8 pairs → i16 (never saturating: |w| ≤ 64), then pairs → i32.
-                s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(x0, w0), ones));
-                s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(x1, w1), ones));
-                k += 64;
+                let xv = _mm256_loadu_si256(x.as_ptr().add(k) as *const __m256i);
+                for i in 0..4 {
+                    s[i] = step(s[i], xv, rows[i], k);
+                }
+                k += 32;
             }
-            *o = hsum256(_mm256_add_epi32(s0, s1));
+            _mm_storeu_si128(out.as_mut_ptr().add(4 * b) as *mut __m128i, hsum4(s));
         }
+        for (r, o) in out.iter_mut().enumerate().skip(4 * blocks) {
+            let row = w.as_ptr().add(r * n);
+            let mut s = _mm256_setzero_si256();
+            let mut k = 0;
+            while k < n {
+                let xv = _mm256_loadu_si256(x.as_ptr().add(k) as *const __m256i);
+                s = step(s, xv, row, k);
+                k += 32;
+            }
+            *o = hsum256(s);
+        }
+    }
+
+    /// The four horizontal sums of `s[0..4]`, in order.
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum4(s: [__m256i; 4]) -> __m128i {
+        let t = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+        _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1))
     }
 
     #[target_feature(enable = "avx2")]
@@ -522,23 +543,37 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub unsafe fn dot_rows_i16_avx2(w: &[i16], x: &[u8], out: &mut [i32]) {
         let n = x.len();
-        for (r, o) in out.iter_mut().enumerate() {
-            let row = w.as_ptr().add(r * n);
-            let mut s0 = _mm256_setzero_si256();
-            let mut s1 = _mm256_setzero_si256();
+        // 16 bytes zero-extended to i16, times 16 weights, pairs summed into i32.
+        let widen =
+            |k: usize| _mm256_cvtepu8_epi16(_mm_loadu_si128(x.as_ptr().add(k) as *const __m128i));
+        let step = |s: __m256i, xv: __m256i, row: *const i16, k: usize| {
+            let wv = _mm256_loadu_si256(row.add(k) as *const __m256i);
+            _mm256_add_epi32(s, _mm256_madd_epi16(xv, wv))
+        };
+        // Four rows at a time share each widened load of x.
+        let blocks = out.len() / 4;
+        for b in 0..blocks {
+            let rows = [0, 1, 2, 3].map(|i| w.as_ptr().add((4 * b + i) * n));
+            let mut s = [_mm256_setzero_si256(); 4];
             let mut k = 0;
             while k < n {
-                // 16 bytes zero-extended to i16, times 16 weights, pairs summed into i32.
-                let x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(x.as_ptr().add(k) as *const __m128i));
-                let x1 =
-                    _mm256_cvtepu8_epi16(_mm_loadu_si128(x.as_ptr().add(k + 16) as *const __m128i));
-                let w0 = _mm256_loadu_si256(row.add(k) as *const __m256i);
-                let w1 = _mm256_loadu_si256(row.add(k + 16) as *const __m256i);
-                s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x0, w0));
-                s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(x1, w1));
-                k += 32;
+                let xv = widen(k);
+                for i in 0..4 {
+                    s[i] = step(s[i], xv, rows[i], k);
+                }
+                k += 16;
             }
-            *o = hsum256(_mm256_add_epi32(s0, s1));
+            _mm_storeu_si128(out.as_mut_ptr().add(4 * b) as *mut __m128i, hsum4(s));
+        }
+        for (r, o) in out.iter_mut().enumerate().skip(4 * blocks) {
+            let row = w.as_ptr().add(r * n);
+            let mut s = _mm256_setzero_si256();
+            let mut k = 0;
+            while k < n {
+                s = step(s, widen(k), row, k);
+                k += 16;
+            }
+            *o = hsum256(s);
         }
     }
 

@@ -191,6 +191,10 @@ impl PixelCnn8 {
 impl PixelNet for PixelCnn8 {
     type State = PixelState8;
 
+    fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
     fn arch(&self) -> &Arch {
         &self.meta.arch
     }

@@ -25,6 +25,11 @@ pub struct ModelMeta {
     /// written, so older models' files and ids are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// The adaptive stage between the network and the coder: absent for none (every model
+    /// before it), `"scale-select-1"` for [`crate::coding::adaptive`]. Not written when
+    /// absent, like `engine`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapt: Option<String>,
 }
 
 /// Reads and checks the metadata of a PixelCNN model file.
@@ -304,6 +309,10 @@ impl PixelCnnInt {
 
 impl super::session::PixelNet for PixelCnnInt {
     type State = PixelState;
+
+    fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
 
     fn arch(&self) -> &Arch {
         &self.meta.arch

@@ -46,6 +46,13 @@ use crate::model_file::ModelFile;
 /// An engine this build does not know is unsupported (a newer llif wrote it), not invalid.
 pub fn parse_model_file(file: &ModelFile<'_>) -> Result<crate::Model> {
     let meta = int_model::read_meta(file)?;
+    if let Some(adapt) = meta.adapt.as_deref() {
+        if adapt != crate::coding::adaptive::SCALE_SELECT_1 {
+            return Err(Error::UnsupportedFamily(format!(
+                "pixelcnn model with the adaptive stage {adapt:?}"
+            )));
+        }
+    }
     match meta.engine.as_deref() {
         None => Ok(crate::Model::new(PixelCnnInt::from_model_file(file)?)),
         Some(int8_model::ENGINE_INT8) => {

@@ -47,6 +47,7 @@ pub fn quantize_pixelcnn(
         name: name.into(),
         arch,
         engine: None,
+        adapt: None,
     };
     PixelCnnInt::from_layers(meta, out)
 }

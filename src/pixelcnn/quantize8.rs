@@ -233,6 +233,7 @@ pub fn quantize_pixelcnn8(
         name: name.into(),
         arch,
         engine: None,
+        adapt: None,
     };
     PixelCnn8::from_layers(meta, out)
 }

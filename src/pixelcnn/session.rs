@@ -8,7 +8,8 @@
 use rayon::prelude::*;
 
 use super::arch::Arch;
-use super::int_model::split_params;
+use super::int_model::{split_params, ModelMeta};
+use crate::coding::adaptive::ScaleAdapter;
 use crate::coding::autoregressive::AutoregressiveModel;
 use crate::coding::LogisticMixture;
 use crate::error::Result;
@@ -24,6 +25,8 @@ use crate::image::ChannelLayout;
 pub trait PixelNet: Sync {
     /// One pixel's working memory.
     type State: Send;
+    /// The model file's metadata (the session reads its `adapt` field).
+    fn meta(&self) -> &ModelMeta;
     fn arch(&self) -> &Arch;
     /// Multiply-accumulates per pixel, all channels.
     fn macs_per_pixel(&self) -> usize;
@@ -66,6 +69,10 @@ pub struct PixelCnnSession<'m, N: PixelNet> {
     /// Parameters computed beforehand for every pixel of each plane set (`[pixel][outputs]`,
     /// flat), e.g. by libtorch in one teacher-forced pass; replayed instead of running the engine.
     precomputed: Option<Vec<Vec<i32>>>,
+    /// The adaptive stage, for models that have one; reset for every plane set.
+    adapter: Option<ScaleAdapter>,
+    /// The current group's buckets and model distributions, for the adapter's update.
+    adapted: Vec<(usize, LogisticMixture)>,
     control: DecodeControl<'m>,
 }
 
@@ -103,6 +110,8 @@ impl<'m, N: PixelNet> PixelCnnSession<'m, N> {
             states: Vec::new(),
             params: Vec::new(),
             precomputed: None,
+            adapter: model.meta().adapt.is_some().then(ScaleAdapter::new),
+            adapted: Vec::new(),
             control: DecodeControl::default(),
         })
     }
@@ -174,6 +183,9 @@ impl<N: PixelNet> AutoregressiveModel for PixelCnnSession<'_, N> {
                 self.set += 1;
                 self.t = 0;
                 self.ctx.fill(0);
+                if let Some(adapter) = self.adapter.as_mut() {
+                    *adapter = ScaleAdapter::new();
+                }
             }
             let total = self.wavefronts.saturating_mul(self.sets.len() as u64);
             let done = self.wavefronts.saturating_mul(self.set as u64) + self.t;
@@ -225,10 +237,20 @@ impl<N: PixelNet> AutoregressiveModel for PixelCnnSession<'_, N> {
             }
         }
         let set = self.sets[self.set];
+        self.adapted.clear();
         for (i, &(x, y)) in self.front.iter().enumerate() {
             let (l, m, s) = split_params(&self.params[i], arch.components);
             let idx = (y as usize * self.width as usize + x as usize) * self.stride + set.first + c;
-            out.push((idx, LogisticMixture::from_params(l, m, s)));
+            let model_dist = LogisticMixture::from_params(l, m, s);
+            let dist = match &self.adapter {
+                Some(adapter) => {
+                    let (bucket, dist) = adapter.adapt(c, &model_dist);
+                    self.adapted.push((bucket, model_dist));
+                    dist
+                }
+                None => model_dist,
+            };
+            out.push((idx, dist));
         }
         Ok(true)
     }
@@ -244,6 +266,11 @@ impl<N: PixelNet> AutoregressiveModel for PixelCnnSession<'_, N> {
                 self.ctx[p..p + 3].fill(v);
             }
             self.model.set_channel(&mut self.states[i], c, v);
+        }
+        if let Some(adapter) = self.adapter.as_mut() {
+            for (&(bucket, ref model_dist), &v) in self.adapted.iter().zip(values) {
+                adapter.record(bucket, model_dist, v as u32);
+            }
         }
         self.channel += 1;
         if self.channel == set.channels {

@@ -85,6 +85,9 @@ pub struct Int8Args {
     /// Weight width of the output layer: 8 or 16.
     #[arg(long, default_value = "16", value_parser = parse_weight_bits)]
     output_bits: llif::intnet::int8::WeightBits,
+    /// Add the adaptive stage (per-image scale selection, `coding::adaptive`) to the model.
+    #[arg(long)]
+    adapt: bool,
     /// Replace OUT if it exists.
     #[arg(long)]
     force: bool,
@@ -251,7 +254,12 @@ fn quantize_int8(a: Int8Args) -> Result<()> {
     });
     let mut bits = vec![a.hidden_bits; arch.hidden_layers + 1];
     bits.push(a.output_bits);
-    let m8 = quantize_pixelcnn8(arch, &name, &layers, &calibration.caps(), &bits)?;
+    let mut m8 = quantize_pixelcnn8(arch, &name, &layers, &calibration.caps(), &bits)?;
+    if a.adapt {
+        let mut meta = m8.meta.clone();
+        meta.adapt = Some(llif::coding::adaptive::SCALE_SELECT_1.into());
+        m8 = llif::pixelcnn::PixelCnn8::from_layers(meta, m8.layers)?;
+    }
     llif::pixelcnn::train::write_atomic(&a.out, &m8.to_bytes())?;
     eprintln!(
         "{}: {} ({} CIFAR images and {} photos calibrated), id {}",

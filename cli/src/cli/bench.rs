@@ -34,9 +34,10 @@ pub struct BenchArgs {
         value_delimiter = ','
     )]
     codecs: Vec<String>,
-    /// Model for the llif codec (as for `llif compress --model`).
-    #[arg(long, short = 'm', default_value = "default")]
-    model: String,
+    /// Models for the llif codec (as for `llif compress --model`), comma-separated: with more
+    /// than one, each is a row of its own (e.g. `--model default,pixelcnn-r3h192-v3`).
+    #[arg(long, short = 'm', default_value = "default", value_delimiter = ',')]
+    model: Vec<String>,
     /// Code images one after another (clean per-image timings) instead of in parallel.
     #[arg(long)]
     sequential: bool,
@@ -87,10 +88,15 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     for want in &a.codecs {
         let want = want.trim().to_lowercase();
         if want == "llif" {
-            codecs.push(Box::new(LlifCodec::new(resolve_model(
-                &a.model,
-                &ModelSet::builtin(),
-            )?)));
+            let builtin = ModelSet::builtin();
+            for name in &a.model {
+                let codec = LlifCodec::new(resolve_model(name, &builtin)?);
+                codecs.push(Box::new(if a.model.len() > 1 {
+                    codec.labelled_by_model()
+                } else {
+                    codec
+                }));
+            }
             continue;
         }
         let alias = match want.as_str() {
