@@ -164,3 +164,38 @@ fn default_model_kernels_agree_on_real_cifar_images() {
         }
     }
 }
+
+/// Wavefronts wide enough to be shared between threads (a network near the shipped models'
+/// size on a 128×32 image: up to 32 pixels a wavefront, past the 8-bit engine's threshold of
+/// 24): the same file with 1 and 2 threads, for both engines, and it decodes. The small test
+/// models never reach the threshold.
+#[test]
+fn wide_wavefronts_give_the_same_file_with_any_thread_count() {
+    use llif::testing::random_pixelcnn;
+    let arch = llif::pixelcnn::Arch {
+        radius: 3,
+        channels: 3,
+        hidden: 192,
+        hidden_layers: 2,
+        components: 3,
+    };
+    let img = synthetic_image(128, 32, ChannelLayout::Rgb, 9, 41);
+    for model in [
+        Model::new(random_pixelcnn8(arch, 42)),
+        Model::new(random_pixelcnn(arch, 43)),
+    ] {
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
+        let one = pool(1).install(|| encode_with_model(&img, &model)).unwrap();
+        let two = pool(2).install(|| encode_with_model(&img, &model)).unwrap();
+        assert_eq!(one, two, "{}", model.name());
+        let mut models = ModelSet::empty();
+        models.add("m", model);
+        let decoded = pool(2).install(|| decode_image(&one, &models, &Limits::default()));
+        assert_eq!(decoded.unwrap(), img);
+    }
+}

@@ -1,8 +1,9 @@
 //! Full decoding of arbitrary bytes: a typed error or the image the file describes, never a
 //! panic, an abort or a hang.
 //!
-//! Model: the small PixelCNN of the golden files (`tiny-v1`), whose files decode through the
-//! same family code, coder and checks as the shipped models' but fast enough for millions of
+//! Models: the small PixelCNNs of the golden files (`tiny-v1` on the 32-bit engine, `tiny8a-v1`
+//! on the 8-bit engine with the adaptive stage), whose files decode through the same family
+//! code, engines, coder and checks as the shipped models' but fast enough for millions of
 //! inputs (a shipped model costs ~50x more per pixel). Limits: the defaults, with the pixel
 //! budget lowered to 16x16, so that a 20-byte input cannot ask for minutes of decoding; the
 //! code paths are the same at every size (the time bound of the default limits is stated in
@@ -19,6 +20,8 @@ fn models() -> &'static ModelSet {
         let mut set = ModelSet::empty();
         let tiny = include_bytes!("../../tests/golden/tiny-v1.llifm");
         set.add("tiny-v1", Model::from_bytes(tiny).expect("golden model"));
+        let tiny8a = include_bytes!("../../tests/golden/tiny8a-v1.llifm");
+        set.add("tiny8a-v1", Model::from_bytes(tiny8a).expect("golden model"));
         set
     })
 }

@@ -188,6 +188,17 @@ mod tests {
     }
 
     #[test]
+    fn ties_keep_the_model_scale_else_the_first_cheapest_wins() {
+        let mut a = ScaleAdapter::new();
+        a.costs[0] = [5, 4, 4, 4, 9, 9, 9]; // offset 0 among the cheapest: kept
+        assert_eq!(a.offset(0), 0);
+        a.costs[0] = [5, 3, 4, 4, 3, 9, 9]; // first of the two cheapest
+        assert_eq!(a.offset(0), OFFSETS[1]);
+        a.costs[0] = [9, 9, 9, 9, 9, 9, 2];
+        assert_eq!(a.offset(0), OFFSETS[6]);
+    }
+
+    #[test]
     fn the_shortcut_frequency_is_the_offset_mixture_s() {
         use crate::coding::QuantizedCdf;
         for ls in [-6.0, -1.0, 0.5, 3.0, 7.0] {
@@ -202,14 +213,24 @@ mod tests {
     }
 
     #[test]
-    fn costs_halve_and_buckets_stay_in_range() {
+    fn costs_halve_at_the_count_and_buckets_stay_in_range() {
         let mut a = ScaleAdapter::new();
         let base = mixture(0.0);
         let b = ScaleAdapter::bucket(2, &base);
-        for _ in 0..HALVE_AT * 3 {
+        let one: Vec<u64> = OFFSETS
+            .iter()
+            .map(|&o| cost_q16(base.frequency_with_log_scale_offset(141, o)))
+            .collect();
+        for _ in 0..HALVE_AT - 1 {
             a.record(b, &base, 141);
         }
-        assert!(a.counts[b] < HALVE_AT);
+        assert_eq!(a.counts[b], HALVE_AT - 1);
+        let before = a.costs[b];
+        a.record(b, &base, 141); // the 256th: count 128, every cost floor((c + one) / 2)
+        assert_eq!(a.counts[b], HALVE_AT / 2);
+        for j in 0..OFFSETS.len() {
+            assert_eq!(a.costs[b][j], (before[j] + one[j]) / 2, "offset {j}");
+        }
         for ls in [-100.0, -5.0, 0.0, 6.0, 100.0] {
             for c in 0..5 {
                 assert!(ScaleAdapter::bucket(c, &mixture(ls)) < CHANNELS * LEVELS);

@@ -127,7 +127,7 @@ impl U8Linear {
         if lo > hi
             || shift.iter().any(|&s| s > SHIFT_MAX)
             || mult.iter().any(|&m| !(1..MULT_LIMIT).contains(&m))
-            || weight.iter().any(|&w| w.abs() > bits.max())
+            || weight.iter().any(|&w| w.unsigned_abs() > bits.max() as u32)
         {
             return bad(format!(
                 "8-bit layer {inputs}→{outputs}: weight, multiplier, shift or clamp out of range"
@@ -300,7 +300,9 @@ impl U8Linear {
     /// Reads a layer: `u8 weight bits (8 or 16), u32 inputs, u32 outputs, i32 lo, i32 hi,
     /// u8 shift[outputs], u16 mult[outputs], i32 bias[outputs], weight[outputs][inputs]` (`i8`
     /// or `i16`), all little-endian.
-    pub fn read(bytes: &mut &[u8]) -> Result<U8Linear> {
+    /// `shape`: the `(inputs, outputs)` the model expects, checked before the weights are
+    /// read, so a file cannot make the reader allocate more than its architecture needs.
+    pub fn read(bytes: &mut &[u8], shape: (usize, usize)) -> Result<U8Linear> {
         let u32_at = |s: &[u8]| u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
         let bits = match take(bytes, 1)?[0] {
             8 => WeightBits::Eight,
@@ -310,9 +312,10 @@ impl U8Linear {
         let head = take(bytes, 16)?;
         let (inputs, outputs) = (u32_at(&head[0..4]) as usize, u32_at(&head[4..8]) as usize);
         let (lo, hi) = (u32_at(&head[8..12]) as i32, u32_at(&head[12..16]) as i32);
-        if inputs == 0 || outputs == 0 || inputs > 1 << 16 || outputs > 1 << 16 {
+        if (inputs, outputs) != shape {
             return Err(Error::InvalidModel(format!(
-                "8-bit layer of {inputs}→{outputs}"
+                "8-bit layer of {inputs}→{outputs}, expected {}→{}",
+                shape.0, shape.1
             )));
         }
         let shift = take(bytes, outputs)?.to_vec();
@@ -698,9 +701,10 @@ mod tests {
             let layer = random_layer(&mut rng, 10, 4, bits);
             let mut bytes = Vec::new();
             layer.write(&mut bytes);
-            assert_eq!(U8Linear::read(&mut &bytes[..]).unwrap(), layer);
+            assert_eq!(U8Linear::read(&mut &bytes[..], (10, 4)).unwrap(), layer);
+            assert!(U8Linear::read(&mut &bytes[..], (10, 5)).is_err());
             for cut in 0..bytes.len() {
-                assert!(U8Linear::read(&mut &bytes[..cut]).is_err());
+                assert!(U8Linear::read(&mut &bytes[..cut], (10, 4)).is_err());
             }
         }
         let eight = WeightBits::Eight;

@@ -63,10 +63,16 @@ impl PixelCnn8 {
     /// Parses the 8-bit PixelCNN part of a model file (metadata already read as `meta`).
     pub fn from_model_file(meta: ModelMeta, file: &ModelFile<'_>) -> Result<PixelCnn8> {
         meta.arch.validate()?;
+        let a = meta.arch;
         let mut cursor = file.body;
         let mut layers = Vec::new();
-        for _ in 0..meta.arch.hidden_layers + 2 {
-            layers.push(U8Linear::read(&mut cursor)?);
+        for l in 0..a.hidden_layers + 2 {
+            let shape = match l {
+                0 => (a.input_len(), a.hidden),
+                _ if l == a.hidden_layers + 1 => (a.hidden + a.input_len(), a.outputs()),
+                _ => (a.hidden, a.hidden),
+            };
+            layers.push(U8Linear::read(&mut cursor, shape)?);
         }
         if !cursor.is_empty() {
             return Err(Error::InvalidModel(
@@ -190,6 +196,7 @@ impl PixelCnn8 {
 
 impl PixelNet for PixelCnn8 {
     type State = PixelState8;
+    const MAC_COST: usize = 1;
 
     fn meta(&self) -> &ModelMeta {
         &self.meta

@@ -36,7 +36,7 @@ pub use session::{PixelCnnSession, PixelNet};
 pub use float_model::encode_payload_tch;
 
 use crate::coding::autoregressive::{decode_autoregressive, encode_autoregressive, CodingStats};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::family::{DecodeControl, FamilyModel, FamilyPayload};
 use crate::format::{CodecFamily, Header, ModelId};
 use crate::image::{ChannelLayout, Image};
@@ -46,21 +46,9 @@ use crate::model_file::ModelFile;
 /// An engine this build does not know is unsupported (a newer llif wrote it), not invalid.
 pub fn parse_model_file(file: &ModelFile<'_>) -> Result<crate::Model> {
     let meta = int_model::read_meta(file)?;
-    if let Some(adapt) = meta.adapt.as_deref() {
-        if adapt != crate::coding::adaptive::SCALE_SELECT_1 {
-            return Err(Error::UnsupportedFamily(format!(
-                "pixelcnn model with the adaptive stage {adapt:?}"
-            )));
-        }
-    }
-    match meta.engine.as_deref() {
+    match meta.engine {
         None => Ok(crate::Model::new(PixelCnnInt::from_model_file(file)?)),
-        Some(int8_model::ENGINE_INT8) => {
-            Ok(crate::Model::new(PixelCnn8::from_model_file(meta, file)?))
-        }
-        Some(other) => Err(Error::UnsupportedFamily(format!(
-            "pixelcnn model for the engine {other:?}"
-        ))),
+        Some(_) => Ok(crate::Model::new(PixelCnn8::from_model_file(meta, file)?)),
     }
 }
 

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::arch::Arch;
 use super::int_model::{split_params, ModelMeta};
-use crate::coding::adaptive::ScaleAdapter;
+use crate::coding::adaptive::{ScaleAdapter, SCALE_SELECT_1};
 use crate::coding::autoregressive::AutoregressiveModel;
 use crate::coding::LogisticMixture;
 use crate::error::Result;
@@ -30,6 +30,9 @@ pub trait PixelNet: Sync {
     fn arch(&self) -> &Arch;
     /// Multiply-accumulates per pixel, all channels.
     fn macs_per_pixel(&self) -> usize;
+    /// Relative cost of one multiply-accumulate (the 8-bit engine's: 1), for deciding when a
+    /// wavefront is worth sharing between threads.
+    const MAC_COST: usize;
     /// Bytes a [`PixelNet::State`] holds (for the working-memory bound).
     fn state_bytes(&self) -> usize;
     fn new_state(&self) -> Self::State;
@@ -110,7 +113,8 @@ impl<'m, N: PixelNet> PixelCnnSession<'m, N> {
             states: Vec::new(),
             params: Vec::new(),
             precomputed: None,
-            adapter: model.meta().adapt.is_some().then(ScaleAdapter::new),
+            adapter: (model.meta().adapt.as_deref() == Some(SCALE_SELECT_1))
+                .then(ScaleAdapter::new),
             adapted: Vec::new(),
             control: DecodeControl::default(),
         })
@@ -163,8 +167,9 @@ pub fn working_memory<N: PixelNet>(
 /// group to rayon costs microseconds, more than a small network spends on a few pixels. Either
 /// way the results are the same integers (each pixel is computed alone).
 fn worth_threads<N: PixelNet>(model: &N, n: usize) -> bool {
-    const MIN_MACS: usize = 100_000;
-    n > 1 && n * model.macs_per_pixel() / model.arch().channels >= MIN_MACS
+    // About 30 µs of one channel group's work (measured on 2 Zen 3 cores).
+    const MIN_WORK: usize = 800_000;
+    n > 1 && n * model.macs_per_pixel() * N::MAC_COST / model.arch().channels >= MIN_WORK
 }
 
 impl<N: PixelNet> AutoregressiveModel for PixelCnnSession<'_, N> {
