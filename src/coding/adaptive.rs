@@ -122,8 +122,20 @@ impl ScaleAdapter {
 
     /// Adds what symbol `x` costs under each candidate offset of `base` to `bucket`.
     pub fn record(&mut self, bucket: usize, base: &LogisticMixture, x: u32) {
-        for (cost, &off) in self.costs[bucket].iter_mut().zip(&OFFSETS) {
-            *cost += cost_q16(base.frequency_with_log_scale_offset(x, off));
+        self.add(bucket, &ScaleAdapter::candidate_costs(base, x));
+    }
+
+    /// What symbol `x` costs under each candidate offset of `base` (the expensive half of
+    /// [`ScaleAdapter::record`], independent of the state: a decoder may compute it for a
+    /// group's samples in parallel, then [`ScaleAdapter::add`] them in coding order).
+    pub fn candidate_costs(base: &LogisticMixture, x: u32) -> [u64; OFFSETS.len()] {
+        OFFSETS.map(|off| cost_q16(base.frequency_with_log_scale_offset(x, off)))
+    }
+
+    /// Adds one sample's candidate costs to `bucket`, halving at [`HALVE_AT`].
+    pub fn add(&mut self, bucket: usize, costs: &[u64; OFFSETS.len()]) {
+        for (cost, &c) in self.costs[bucket].iter_mut().zip(costs) {
+            *cost += c;
         }
         self.counts[bucket] += 1;
         if self.counts[bucket] >= HALVE_AT {

@@ -181,10 +181,36 @@ pub fn requantize(acc: i64, shift: u8, lo: i32, hi: i32) -> i32 {
     v.clamp(lo as i64, hi as i64) as i32
 }
 
-/// Dot product with wrapping `i32` arithmetic (exact when the bound check passed). Written as
-/// independent lanes so the compiler vectorizes it.
+/// Dot product with wrapping `i32` arithmetic (exact when the bound check passed): the 32-bit
+/// engine's inner loop. Wrapping sums are the same in any order, so the AVX2 build of the same
+/// loop (chosen at run time, where the CPU has it) gives the same integers as the baseline one.
 #[inline]
 pub fn dot_i32(w: &[i32], x: &[i32]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
+            // SAFETY: the CPU has AVX2 (checked above).
+            return unsafe { dot_i32_avx2(w, x) };
+        }
+    }
+    dot_i32_portable(w, x)
+}
+
+/// [`dot_i32`] compiled with AVX2 (`vpmulld`); the baseline x86-64 build has only SSE2, whose
+/// 32-bit multiplies take several instructions.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub unsafe fn dot_i32_avx2(w: &[i32], x: &[i32]) -> i32 {
+    dot_i32_portable(w, x)
+}
+
+/// [`dot_i32`] for any CPU. Written as independent lanes so the compiler vectorizes it.
+#[inline(always)]
+pub fn dot_i32_portable(w: &[i32], x: &[i32]) -> i32 {
     const L: usize = 16;
     let n = w.len().min(x.len());
     let mut lanes = [0i32; L];
@@ -241,6 +267,25 @@ mod tests {
                 layer.forward_reference(&x, &mut a);
                 layer.forward_i32(&x, &mut b, 0..o);
                 assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn the_avx2_dot_product_equals_the_portable_one() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for n in [0, 1, 15, 16, 17, 99, 291, 387] {
+            for _ in 0..20 {
+                // Full-range values: wrapping arithmetic must agree even where it wraps.
+                let w: Vec<i32> = (0..n).map(|_| rng.gen()).collect();
+                let x: Vec<i32> = (0..n).map(|_| rng.gen()).collect();
+                let want = dot_i32_portable(&w, &x);
+                assert_eq!(dot_i32(&w, &x), want);
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: checked just above.
+                    assert_eq!(unsafe { dot_i32_avx2(&w, &x) }, want, "n = {n}");
+                }
             }
         }
     }

@@ -241,21 +241,31 @@ impl<N: PixelNet> AutoregressiveModel for PixelCnnSession<'_, N> {
                     .for_each(run);
             }
         }
+        // The group's distributions, in parallel where it pays (each depends only on its own
+        // parameters and the adapter's state, which the group does not change).
+        let adapter = self.adapter.as_ref();
+        let make = |p: &Vec<i32>| {
+            let (l, m, s) = split_params(p, arch.components);
+            let model_dist = LogisticMixture::from_params(l, m, s);
+            match adapter {
+                Some(a) => {
+                    let (bucket, dist) = a.adapt(c, &model_dist);
+                    (dist, Some((bucket, model_dist)))
+                }
+                None => (model_dist, None),
+            }
+        };
+        let dists: Vec<_> = if worth_threads(model, n) {
+            self.params[..n].par_iter().map(make).collect()
+        } else {
+            self.params[..n].iter().map(make).collect()
+        };
         let set = self.sets[self.set];
         self.adapted.clear();
-        for (i, &(x, y)) in self.front.iter().enumerate() {
-            let (l, m, s) = split_params(&self.params[i], arch.components);
+        for ((dist, adapted), &(x, y)) in dists.into_iter().zip(&self.front) {
             let idx = (y as usize * self.width as usize + x as usize) * self.stride + set.first + c;
-            let model_dist = LogisticMixture::from_params(l, m, s);
-            let dist = match &self.adapter {
-                Some(adapter) => {
-                    let (bucket, dist) = adapter.adapt(c, &model_dist);
-                    self.adapted.push((bucket, model_dist));
-                    dist
-                }
-                None => model_dist,
-            };
             out.push((idx, dist));
+            self.adapted.extend(adapted);
         }
         Ok(true)
     }
@@ -273,8 +283,17 @@ impl<N: PixelNet> AutoregressiveModel for PixelCnnSession<'_, N> {
             self.model.set_channel(&mut self.states[i], c, v);
         }
         if let Some(adapter) = self.adapter.as_mut() {
-            for (&(bucket, ref model_dist), &v) in self.adapted.iter().zip(values) {
-                adapter.record(bucket, model_dist, v as u32);
+            // Candidate costs in parallel where it pays, added in coding order (the spec's).
+            let costs = |((_, base), &v): (&(usize, LogisticMixture), &u8)| {
+                ScaleAdapter::candidate_costs(base, v as u32)
+            };
+            let all: Vec<_> = if worth_threads(self.model, self.adapted.len()) {
+                self.adapted.par_iter().zip(values).map(costs).collect()
+            } else {
+                self.adapted.iter().zip(values).map(costs).collect()
+            };
+            for (&(bucket, _), c) in self.adapted.iter().zip(&all) {
+                adapter.add(bucket, c);
             }
         }
         self.channel += 1;
