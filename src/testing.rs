@@ -99,16 +99,16 @@ pub fn random_pixelcnn8(arch: Arch, seed: u64) -> PixelCnn8 {
 
 /// The same 32-bit model with the adaptive stage (a new model file, so a new id).
 pub fn with_adaptive_stage(model: PixelCnnInt) -> PixelCnnInt {
-    let mut meta = model.meta.clone();
-    meta.adapt = Some(crate::coding::adaptive::SCALE_SELECT_1.into());
-    PixelCnnInt::from_layers(meta, model.layers).expect("the same layers validate again")
+    model
+        .with_adaptive_stage()
+        .expect("the same layers validate again")
 }
 
 /// The same 8-bit model with the adaptive stage.
 pub fn with_adaptive_stage8(model: PixelCnn8) -> PixelCnn8 {
-    let mut meta = model.meta.clone();
-    meta.adapt = Some(crate::coding::adaptive::SCALE_SELECT_1.into());
-    PixelCnn8::from_layers(meta, model.layers).expect("the same layers validate again")
+    model
+        .with_adaptive_stage()
+        .expect("the same layers validate again")
 }
 
 /// Encodes with `model`'s own family whatever the size (no `stored` fallback), so tests

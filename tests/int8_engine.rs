@@ -149,7 +149,7 @@ fn default_model_kernels_agree_on_real_cifar_images() {
         eprintln!("skipping: {} not found", path.display());
         return;
     }
-    let model = llif::pixelcnn::int_model::parse_pixelcnn_8(llif::codec::DEFAULT_PIXELCNN)
+    let model = PixelCnn8::from_bytes(llif::codec::DEFAULT_PIXELCNN)
         .expect("the default model is an 8-bit model");
     for c in llif::corpus::read_cifar(&path, Some(2)).unwrap() {
         let want = reference_all(&model, &c.image);

@@ -186,13 +186,11 @@ pub fn requantize(acc: i64, shift: u8, lo: i32, hi: i32) -> i32 {
 /// loop (chosen at run time, where the CPU has it) gives the same integers as the baseline one.
 #[inline]
 pub fn dot_i32(w: &[i32], x: &[i32]) -> i32 {
+    // `is_x86_feature_detected!` caches its answer: one relaxed load per call.
     #[cfg(target_arch = "x86_64")]
-    {
-        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
-            // SAFETY: the CPU has AVX2 (checked above).
-            return unsafe { dot_i32_avx2(w, x) };
-        }
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked above).
+        return unsafe { dot_i32_avx2(w, x) };
     }
     dot_i32_portable(w, x)
 }

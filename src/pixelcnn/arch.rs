@@ -100,6 +100,15 @@ impl Arch {
         self.channels * self.params_per_channel()
     }
 
+    /// `(inputs, outputs)` of layer `l` (first, hidden…, output), as both engines wire them.
+    pub fn layer_shape(&self, l: usize) -> (usize, usize) {
+        match l {
+            0 => (self.input_len(), self.hidden),
+            _ if l == self.hidden_layers + 1 => (self.hidden + self.input_len(), self.outputs()),
+            _ => (self.hidden, self.hidden),
+        }
+    }
+
     /// Hidden units of channel group `g`.
     pub fn group_units(&self, g: usize) -> std::ops::Range<usize> {
         let n = self.hidden / self.channels;

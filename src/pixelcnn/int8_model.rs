@@ -60,19 +60,23 @@ impl PixelCnn8 {
         self
     }
 
+    /// Parses and validates an 8-bit PixelCNN model file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<PixelCnn8> {
+        let file = ModelFile::parse(bytes)?;
+        let meta = super::int_model::read_meta(&file)?;
+        if meta.engine.as_deref() != Some(ENGINE_INT8) {
+            return Err(Error::InvalidModel("not an 8-bit PixelCNN model".into()));
+        }
+        PixelCnn8::from_model_file(meta, &file)
+    }
+
     /// Parses the 8-bit PixelCNN part of a model file (metadata already read as `meta`).
     pub fn from_model_file(meta: ModelMeta, file: &ModelFile<'_>) -> Result<PixelCnn8> {
         meta.arch.validate()?;
-        let a = meta.arch;
         let mut cursor = file.body;
         let mut layers = Vec::new();
-        for l in 0..a.hidden_layers + 2 {
-            let shape = match l {
-                0 => (a.input_len(), a.hidden),
-                _ if l == a.hidden_layers + 1 => (a.hidden + a.input_len(), a.outputs()),
-                _ => (a.hidden, a.hidden),
-            };
-            layers.push(U8Linear::read(&mut cursor, shape)?);
+        for l in 0..meta.arch.hidden_layers + 2 {
+            layers.push(U8Linear::read(&mut cursor, meta.arch.layer_shape(l))?);
         }
         if !cursor.is_empty() {
             return Err(Error::InvalidModel(
@@ -107,7 +111,15 @@ impl PixelCnn8 {
             id: ModelId(0),
             kernel: Kernel::Portable,
         };
-        super::int_model::parse_pixelcnn_8(&tmp.to_bytes())
+        PixelCnn8::from_bytes(&tmp.to_bytes())
+    }
+
+    /// The same network with the adaptive stage `scale-select-1` (a new model file, so a new
+    /// id).
+    pub fn with_adaptive_stage(self) -> Result<PixelCnn8> {
+        let mut meta = self.meta;
+        meta.adapt = Some(crate::coding::adaptive::SCALE_SELECT_1.into());
+        PixelCnn8::from_layers(meta, self.layers)
     }
 
     /// Shapes, clamps and causal masks (accumulator bounds are checked by each layer).
@@ -119,15 +131,11 @@ impl PixelCnn8 {
         }
         for (l, layer) in self.layers.iter().enumerate() {
             let last = l == a.hidden_layers + 1;
-            let inputs = match l {
-                0 => a.input_len(),
-                _ if last => a.hidden + a.input_len(),
-                _ => a.hidden,
-            };
-            let (outputs, lo, hi) = if last {
-                (a.outputs(), -fixed::OUTPUT_MAX, fixed::OUTPUT_MAX)
+            let (inputs, outputs) = a.layer_shape(l);
+            let (lo, hi) = if last {
+                (-fixed::OUTPUT_MAX, fixed::OUTPUT_MAX)
             } else {
-                (a.hidden, 0, 255)
+                (0, 255)
             };
             if layer.inputs() != inputs || layer.outputs() != outputs {
                 return bad(format!(

@@ -60,16 +60,6 @@ pub fn read_meta(file: &ModelFile<'_>) -> Result<ModelMeta> {
     Ok(meta)
 }
 
-/// Parses an 8-bit PixelCNN model file.
-pub fn parse_pixelcnn_8(bytes: &[u8]) -> Result<super::PixelCnn8> {
-    let file = ModelFile::parse(bytes)?;
-    let meta = read_meta(&file)?;
-    if meta.engine.as_deref() != Some(super::int8_model::ENGINE_INT8) {
-        return Err(Error::InvalidModel("not an 8-bit PixelCNN model".into()));
-    }
-    super::PixelCnn8::from_model_file(meta, &file)
-}
-
 /// An integer-exact local PixelCNN.
 ///
 /// Layers: `first` (`input_len → hidden`, capped ReLU), `hidden_layers` × (`hidden → hidden`,
@@ -156,6 +146,14 @@ impl PixelCnnInt {
             id: ModelId(0),
         };
         PixelCnnInt::from_bytes(&tmp.to_bytes())
+    }
+
+    /// The same network with the adaptive stage `scale-select-1` (a new model file, so a new
+    /// id).
+    pub fn with_adaptive_stage(self) -> Result<PixelCnnInt> {
+        let mut meta = self.meta;
+        meta.adapt = Some(crate::coding::adaptive::SCALE_SELECT_1.into());
+        PixelCnnInt::from_layers(meta, self.layers)
     }
 
     /// Shapes, causal masks and exactness bounds.

@@ -256,9 +256,7 @@ fn quantize_int8(a: Int8Args) -> Result<()> {
     bits.push(a.output_bits);
     let mut m8 = quantize_pixelcnn8(arch, &name, &layers, &calibration.caps(), &bits)?;
     if a.adapt {
-        let mut meta = m8.meta.clone();
-        meta.adapt = Some(llif::coding::adaptive::SCALE_SELECT_1.into());
-        m8 = llif::pixelcnn::PixelCnn8::from_layers(meta, m8.layers)?;
+        m8 = m8.with_adaptive_stage()?;
     }
     llif::pixelcnn::train::write_atomic(&a.out, &m8.to_bytes())?;
     eprintln!(
