@@ -159,10 +159,16 @@ pub struct FamilyEntry {
 
 /// Every model family of this build. The `family` field of a model file picks the entry by
 /// [`CodecFamily::name`].
-pub const FAMILIES: &[FamilyEntry] = &[FamilyEntry {
-    family: CodecFamily::PixelCnn,
-    parse: crate::pixelcnn::parse_model_file,
-}];
+pub const FAMILIES: &[FamilyEntry] = &[
+    FamilyEntry {
+        family: CodecFamily::PixelCnn,
+        parse: crate::pixelcnn::parse_model_file,
+    },
+    FamilyEntry {
+        family: CodecFamily::Flow,
+        parse: crate::flow::parse_model_file,
+    },
+];
 
 /// Whether this build can decode files of `family`.
 pub fn is_supported(family: CodecFamily) -> bool {
@@ -187,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_model_of_an_unknown_family_is_unsupported_not_invalid() {
-        for family in ["flow", "vae", "transformer-2031"] {
+        for family in ["vae", "transformer-2031"] {
             let meta = format!(r#"{{"family":"{family}","name":"future"}}"#);
             let bytes = ModelFile::assemble(meta.as_bytes(), &[0; 16]);
             assert!(

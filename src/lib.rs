@@ -38,6 +38,7 @@ pub mod coding;
 pub mod corpus;
 pub mod error;
 pub mod family;
+pub mod flow;
 pub mod format;
 pub mod image;
 pub mod intnet;

@@ -151,3 +151,143 @@ pub fn noise_image(width: u32, height: u32, layout: ChannelLayout, seed: u64) ->
     let n = width as usize * height as usize * layout.channels();
     Image::new(width, height, layout, (0..n).map(|_| rng.gen()).collect()).expect("consistent size")
 }
+
+/// A real (validated) flow with random weights: every network's layers drawn at random, then
+/// biased and scaled so that hidden bytes spread over `0..=255`, couplings translate by about
+/// `translation` (clamped to `±translation_limit`) and priors have means near their kept
+/// inputs' scale and log-scales around ln 4. With a large `translation` the latents leave the
+/// priors' windows (the escape path).
+pub fn random_flow(
+    levels: usize,
+    couplings: usize,
+    hidden: usize,
+    translation: f64,
+    seed: u64,
+) -> crate::flow::FlowModel {
+    random_flow_mixture(levels, couplings, hidden, 1, translation, seed)
+}
+
+/// [`random_flow`] with `components` mixture components in every prior.
+pub fn random_flow_mixture(
+    levels: usize,
+    couplings: usize,
+    hidden: usize,
+    components: usize,
+    translation: f64,
+    seed: u64,
+) -> crate::flow::FlowModel {
+    use crate::flow::model::{FlowMeta, FlowNet, NetKind, PLANE_IDF_1, ROLES, TRANSLATION_LIMIT};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let meta = FlowMeta {
+        family: "flow".into(),
+        name: format!("random-flow-{levels}x{couplings}-h{hidden}-{seed}"),
+        flow: PLANE_IDF_1.into(),
+        levels,
+        couplings,
+        hidden,
+        components,
+    };
+    let mut nets = Vec::new();
+    for (kind, _, i, o) in meta.networks() {
+        let first = random_u8_layer(
+            &mut rng,
+            9 * i,
+            hidden,
+            WeightBits::Eight,
+            &|_| (128.0, 60.0),
+            (0, 255),
+        );
+        let middle = random_u8_layer(
+            &mut rng,
+            hidden,
+            hidden,
+            WeightBits::Eight,
+            &|_| (128.0, 60.0),
+            (0, 255),
+        );
+        let last = match kind {
+            NetKind::Coupling => {
+                let lim = TRANSLATION_LIMIT.min((translation * 8.0).max(64.0) as i32);
+                random_u8_layer(
+                    &mut rng,
+                    9 * hidden,
+                    o,
+                    WeightBits::Sixteen,
+                    &|_| (0.0, translation),
+                    (-lim, lim),
+                )
+            }
+            NetKind::Prior => random_u8_layer(
+                &mut rng,
+                9 * hidden,
+                o,
+                WeightBits::Sixteen,
+                // Parts in order: logits, means, log-scales (SPEC.md).
+                &|j| match j / (o / 3) {
+                    0 => (0.0, 65536.0),
+                    1 => (0.0, 256.0 * 8.0),
+                    _ => (90_000.0, 20_000.0),
+                },
+                (-(1 << 24), 1 << 24),
+            ),
+        };
+        let role_bias = (0..ROLES)
+            .map(|_| (0..hidden).map(|_| rng.gen_range(-5_000..5_000)).collect())
+            .collect();
+        nets.push(FlowNet::new(kind, (i, o), [first, middle, last], role_bias).unwrap());
+    }
+    let bytes = crate::flow::FlowModel {
+        meta,
+        nets,
+        id: crate::format::ModelId(0),
+        engine: crate::flow::Engine::Reference,
+    }
+    .to_bytes();
+    crate::flow::FlowModel::from_bytes(&bytes).unwrap()
+}
+
+/// A random 8-bit layer on bytes spread over `0..=255`, biased and scaled so that output `o`
+/// has about the centre and spread `target(o)`, clamped to `clamp`.
+fn random_u8_layer(
+    rng: &mut StdRng,
+    inputs: usize,
+    outputs: usize,
+    bits: WeightBits,
+    target: &dyn Fn(usize) -> (f64, f64),
+    clamp: (i32, i32),
+) -> crate::intnet::int8::U8Linear {
+    let wmax = (bits.max() / 4).max(1);
+    let weight: Vec<i32> = (0..inputs * outputs)
+        .map(|_| rng.gen_range(-wmax..=wmax))
+        .collect();
+    let shift = 20u8;
+    let (mut bias, mut mult) = (Vec::new(), Vec::new());
+    for o in 0..outputs {
+        let row = &weight[o * inputs..(o + 1) * inputs];
+        let sum: f64 = row.iter().map(|&w| w as f64).sum();
+        let norm = row
+            .iter()
+            .map(|&w| (w as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            .max(1.0);
+        let (centre, spread) = target(o);
+        // Bytes spread about ±74 around 127.5: the accumulator's spread is about 74 · |w|.
+        let m = (spread / (norm * 74.0) * (1u64 << shift) as f64)
+            .round()
+            .clamp(1.0, 65535.0);
+        let gain = m / (1u64 << shift) as f64;
+        mult.push(m as i32);
+        bias.push((centre / gain - 127.5 * sum).round() as i32);
+    }
+    crate::intnet::int8::U8Linear::new(
+        inputs,
+        bits,
+        &weight,
+        bias,
+        mult,
+        vec![shift; outputs],
+        clamp,
+    )
+    .unwrap()
+}

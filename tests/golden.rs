@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use llif::testing::{
-    encode_with_model, random_pixelcnn, random_pixelcnn8, synthetic_image, tiny_arch,
-    with_adaptive_stage8,
+    encode_with_model, random_flow_mixture, random_pixelcnn, random_pixelcnn8, synthetic_image,
+    tiny_arch, with_adaptive_stage8,
 };
 use llif::{decode_image, ChannelLayout, Image, Limits, Model, ModelSet};
 
@@ -51,7 +51,7 @@ fn golden_files_decode_to_their_pixels() {
 fn golden_model_files_are_unchanged() {
     // The model file format is part of the promise too: each kept model must parse to the id
     // its files name.
-    for name in ["tiny-v1", "tiny8a-v1"] {
+    for name in ["tiny-v1", "tiny8a-v1", "tinyflow-v1"] {
         let bytes = std::fs::read(dir().join(format!("{name}.llifm"))).unwrap();
         let model = Model::from_bytes(&bytes).unwrap();
         let id = std::fs::read_to_string(dir().join(format!("{name}.id"))).unwrap();
@@ -84,6 +84,15 @@ fn write_golden_files() {
         std::fs::write(d.join("tiny8a-v1.id"), format!("{}\n", m.id)).unwrap();
     }
     let tiny8a = Model::from_file(&model8_path).unwrap();
+    // The flow family (`plane-idf-1`): 2 levels of 2 couplings, 8 hidden units, 3-component
+    // priors; couplings that translate by about 40, so some latents take the escape path.
+    let flow_path = d.join("tinyflow-v1.llifm");
+    if !flow_path.exists() {
+        let m = random_flow_mixture(2, 2, 8, 3, 40.0, 2027);
+        std::fs::write(&flow_path, m.to_bytes()).unwrap();
+        std::fs::write(d.join("tinyflow-v1.id"), format!("{}\n", m.id)).unwrap();
+    }
+    let tinyflow = Model::from_file(&flow_path).unwrap();
     let mut cases: Vec<(String, Image, Model)> = vec![
         (
             "v1-pixelcnn-rgb-1x1".into(),
@@ -120,6 +129,31 @@ fn write_golden_files() {
             "v1-pixelcnn8a-grayalpha-9x8".into(),
             synthetic_image(9, 8, ChannelLayout::GrayAlpha, 30, 101),
             tiny8a,
+        ),
+        (
+            "v1-flow-rgb-1x1".into(),
+            synthetic_image(1, 1, ChannelLayout::Rgb, 0, 200),
+            tinyflow.clone(),
+        ),
+        (
+            "v1-flow-gray-5x3".into(),
+            synthetic_image(5, 3, ChannelLayout::Gray, 30, 201),
+            tinyflow.clone(),
+        ),
+        (
+            "v1-flow-grayalpha-8x8".into(),
+            synthetic_image(8, 8, ChannelLayout::GrayAlpha, 30, 202),
+            tinyflow.clone(),
+        ),
+        (
+            "v1-flow-rgba-7x4".into(),
+            synthetic_image(7, 4, ChannelLayout::Rgba, 30, 203),
+            tinyflow.clone(),
+        ),
+        (
+            "v1-flow-rgb-33x20".into(),
+            synthetic_image(33, 20, ChannelLayout::Rgb, 12, 204),
+            tinyflow,
         ),
         (
             "v1-stored-rgb-3x2".into(),

@@ -188,7 +188,7 @@ fn a_folder_is_refused_in_one_line() {
     assert!(err.contains("is a folder"), "{err}");
 }
 
-/// A file of a family this build lacks (flow, code 2) exits with the "unsupported" code.
+/// A file of a family this build lacks (vae, code 3) exits with the "unsupported" code.
 #[test]
 fn an_unknown_family_exits_unsupported_not_corrupt() {
     let dir = tempfile::tempdir().unwrap();
@@ -204,25 +204,26 @@ fn an_unknown_family_exits_unsupported_not_corrupt() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut b = std::fs::read(&stored).unwrap();
-    b[3] = (b[3] & 3) | (2 << 2);
+    // Family 3 (vae): not implemented by this build.
+    b[3] = (b[3] & 3) | (3 << 2);
     b.splice(4..4, [1, 2, 3, 4]);
-    let flow = dir.path().join("flow.llif");
-    std::fs::write(&flow, &b).unwrap();
+    let vae = dir.path().join("vae.llif");
+    std::fs::write(&vae, &b).unwrap();
     let o = llif(&[
         "decompress",
-        path(&flow),
+        path(&vae),
         "-o",
         path(&dir.path().join("f.png")),
     ]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("unsupported codec family flow"),
+        stderr(&o).contains("unsupported codec family vae"),
         "{}",
         stderr(&o)
     );
     b[2] = 9; // a newer format version
-    std::fs::write(&flow, &b).unwrap();
-    let o = llif(&["info", path(&flow)]);
+    std::fs::write(&vae, &b).unwrap();
+    let o = llif(&["info", path(&vae)]);
     assert_eq!(
         o.status.code(),
         Some(1),

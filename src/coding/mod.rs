@@ -8,6 +8,7 @@
 pub mod adaptive;
 pub mod autoregressive;
 pub mod categorical;
+pub mod latent;
 pub mod logistic;
 
 use std::num::NonZeroU32;

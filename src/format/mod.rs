@@ -240,12 +240,19 @@ impl Header {
     }
 
     /// The largest payload a valid file with this header can have: the samples themselves for
-    /// `stored`; for a model family, 4 bytes a sample plus 64 (every coded symbol has a
+    /// `stored`; for the PixelCNN, 4 bytes a sample plus 64 (every coded symbol has a
     /// probability of at least 2^-24, so it costs at most 24 bits and a fraction, plus the
-    /// coder's final words). A reader never needs to read more than this.
+    /// coder's final words); for the flow, 8 bytes for each sample of the image extended to
+    /// multiples of 16 (the most a flow extends it), plus 64 (a latent costs at most 24 bits
+    /// and an escape of 5 + 30). A reader never needs to read more than this.
     pub fn max_payload_bytes(&self) -> u64 {
+        let up16 = |n: u32| (n as u64).div_ceil(16) * 16;
         match self.family {
             CodecFamily::Stored => self.samples(),
+            CodecFamily::Flow => up16(self.width)
+                .saturating_mul(up16(self.height))
+                .saturating_mul(self.layout.channels() as u64 * 8)
+                .saturating_add(64),
             _ => self.samples().saturating_mul(4).saturating_add(64),
         }
     }

@@ -248,12 +248,13 @@ impl U8Linear {
         y: &mut [u8],
     ) {
         self.accumulate(kernel, x, rows.clone(), acc);
-        let params = self.mult[rows.clone()]
-            .iter()
-            .zip(&self.shift[rows.clone()]);
-        for ((y, &a), (&m, &s)) in y[rows.clone()].iter_mut().zip(&acc[rows]).zip(params) {
-            *y = requantize(a, m, s, self.lo, self.hi) as u8;
-        }
+        kernel.requantize_bytes(
+            &acc[rows.clone()],
+            &self.mult[rows.clone()],
+            &self.shift[rows.clone()],
+            (self.lo, self.hi),
+            &mut y[rows],
+        );
     }
 
     /// Requantized outputs `rows` into `y[rows]` as `i32` (output layers).
@@ -442,6 +443,38 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// `out[i] = requantize(acc[i], mult[i], shift[i], lo, hi)` for a layer whose clamp lies
+    /// in `0..=255` (a caller's model checks that at load). The SIMD kernels first raise
+    /// negative accumulators to 0, which changes no output: a negative product rounds to at
+    /// most 0, which the clamp raises to `lo ≥ 0` anyway; with non-negative products the
+    /// rounding shift is a logical one, which AVX2 has for 64-bit lanes.
+    pub fn requantize_bytes(
+        self,
+        acc: &[i32],
+        mult: &[i32],
+        shift: &[u8],
+        (lo, hi): (i32, i32),
+        out: &mut [u8],
+    ) {
+        assert!(acc.len() == out.len() && mult.len() == out.len() && shift.len() == out.len());
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 | Kernel::Avx512Vnni
+                if lo >= 0 && hi <= 255 && std::arch::is_x86_feature_detected!("avx2") =>
+            {
+                // SAFETY: the CPU has AVX2 (checked above); lengths asserted above.
+                unsafe { x86::requantize_bytes_avx2(acc, mult, shift, (lo, hi), out) }
+            }
+            _ => {
+                for (((y, &a), &m), &s) in out.iter_mut().zip(acc).zip(mult).zip(shift) {
+                    *y = requantize(a, m, s, lo, hi) as u8;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 fn has_avx512vnni() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
@@ -466,6 +499,48 @@ fn dot_rows_portable<W: Copy + Into<i32>>(w: &[W], x: &[u8], out: &mut [i32]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    /// [`super::Kernel::requantize_bytes`] four outputs at a time in 64-bit lanes.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; all slices of one length; `0 ≤ lo ≤ hi ≤ 255`; `mult` in
+    /// `1..2^16`, `shift ≤ 62` (as every loaded layer's).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn requantize_bytes_avx2(
+        acc: &[i32],
+        mult: &[i32],
+        shift: &[u8],
+        (lo, hi): (i32, i32),
+        out: &mut [u8],
+    ) {
+        let n = acc.len();
+        let (lov, hiv) = (_mm256_set1_epi64x(lo as i64), _mm256_set1_epi64x(hi as i64));
+        let one = _mm256_set1_epi64x(1);
+        let low_dwords = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+        let mut i = 0;
+        while i + 4 <= n {
+            let a = _mm_max_epi32(
+                _mm_loadu_si128(acc.as_ptr().add(i) as *const __m128i),
+                _mm_setzero_si128(),
+            );
+            let m = _mm_loadu_si128(mult.as_ptr().add(i) as *const __m128i);
+            // acc < 2^31 and mult < 2^16: the unsigned 32x32 product is exact in 64 bits.
+            let p = _mm256_mul_epu32(_mm256_cvtepu32_epi64(a), _mm256_cvtepu32_epi64(m));
+            let sh = (shift.as_ptr().add(i) as *const u32).read_unaligned();
+            let s = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(sh as i32));
+            let round = _mm256_srli_epi64(_mm256_sllv_epi64(one, s), 1);
+            let v = _mm256_srlv_epi64(_mm256_add_epi64(p, round), s);
+            let v = _mm256_blendv_epi8(v, hiv, _mm256_cmpgt_epi64(v, hiv));
+            let v = _mm256_blendv_epi8(v, lov, _mm256_cmpgt_epi64(lov, v));
+            let d = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, low_dwords));
+            let b = _mm_packus_epi16(_mm_packus_epi32(d, d), _mm_setzero_si128());
+            (out.as_mut_ptr().add(i) as *mut u32).write_unaligned(_mm_cvtsi128_si32(b) as u32);
+            i += 4;
+        }
+        for j in i..n {
+            out[j] = super::requantize(acc[j], mult[j], shift[j], lo, hi) as u8;
+        }
+    }
 
     /// # Safety
     /// The CPU must have AVX2; `x.len()` a multiple of 32, `w.len() == out.len() · x.len()`.
@@ -603,12 +678,17 @@ mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    fn random_layer(rng: &mut StdRng, inputs: usize, outputs: usize, bits: WeightBits) -> U8Linear {
+    pub(crate) fn random_layer(
+        rng: &mut StdRng,
+        inputs: usize,
+        outputs: usize,
+        bits: WeightBits,
+    ) -> U8Linear {
         // 16-bit rows scaled so the accumulator bound holds: Σ|w| · 255 < 2^31.
         let wmax = bits
             .max()
@@ -668,6 +748,33 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn byte_requantization_of_every_kernel_matches_the_definition() {
+        let mut rng = StdRng::seed_from_u64(12);
+        for trial in 0..200 {
+            let n = rng.gen_range(1..40);
+            let acc: Vec<i32> = (0..n)
+                .map(|_| match rng.gen_range(0..4) {
+                    0 => [i32::MIN + 1, i32::MAX, 0, -1, 1][rng.gen_range(0..5)],
+                    1 => rng.gen_range(-300..300),
+                    _ => rng.gen(),
+                })
+                .collect();
+            let mult: Vec<i32> = (0..n).map(|_| rng.gen_range(1..MULT_LIMIT)).collect();
+            let shift: Vec<u8> = (0..n).map(|_| rng.gen_range(0..=SHIFT_MAX)).collect();
+            let lo = rng.gen_range(0..=255);
+            let clamp = (lo, rng.gen_range(lo..=255));
+            let want: Vec<u8> = (0..n)
+                .map(|i| requantize(acc[i], mult[i], shift[i], clamp.0, clamp.1) as u8)
+                .collect();
+            for &k in &Kernel::available() {
+                let mut got = vec![0u8; n];
+                k.requantize_bytes(&acc, &mult, &shift, clamp, &mut got);
+                assert_eq!(got, want, "{k:?}, trial {trial}");
             }
         }
     }

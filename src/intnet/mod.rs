@@ -17,6 +17,7 @@
 #[cfg(feature = "torch")]
 pub mod tch_eval;
 
+pub mod conv;
 pub mod int8;
 
 use crate::error::{Error, Result};

@@ -209,7 +209,7 @@ fn read_cifar_records(
 }
 
 /// A 32×32 RGB view of `img` at (`x0`, `y0`) (gray replicated, alpha dropped), optionally flipped.
-fn crop_rgb(img: &Image, x0: u32, y0: u32, size: u32, flip: bool) -> Vec<u8> {
+pub(crate) fn crop_rgb(img: &Image, x0: u32, y0: u32, size: u32, flip: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity((size * size * 3) as usize);
     let color = img.layout().color_channels();
     for y in 0..size {
@@ -224,7 +224,7 @@ fn crop_rgb(img: &Image, x0: u32, y0: u32, size: u32, flip: bool) -> Vec<u8> {
 }
 
 /// A copy of a 32×32 interleaved RGB image, optionally flipped left to right.
-fn flip_rgb32(rgb: &[u8], flip: bool) -> Vec<u8> {
+pub(crate) fn flip_rgb32(rgb: &[u8], flip: bool) -> Vec<u8> {
     if !flip {
         return rgb.to_vec();
     }
@@ -237,7 +237,7 @@ fn flip_rgb32(rgb: &[u8], flip: bool) -> Vec<u8> {
     out
 }
 
-fn to_gray(rgb: &mut [u8]) {
+pub(crate) fn to_gray(rgb: &mut [u8]) {
     for p in rgb.chunks_exact_mut(3) {
         let y = ((299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000) as u8;
         p.fill(y);
@@ -389,7 +389,7 @@ impl WeightAverage {
     }
 }
 
-fn path_with(out: &Path, ext: &str) -> PathBuf {
+pub(crate) fn path_with(out: &Path, ext: &str) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
     s.push(ext);
     PathBuf::from(s)

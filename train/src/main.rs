@@ -55,6 +55,66 @@ pub enum TrainCommand {
     /// Quantize a 32-bit PixelCNN model file for the 8-bit engine, calibrating its activation
     /// scales on training images (pure Rust; no libtorch).
     Int8(Int8Args),
+    /// Train the integer discrete flow and write OUT.llifm, OUT.ckpt.ot and OUT.train.json.
+    Flow(FlowArgs),
+}
+
+#[derive(Args)]
+pub struct FlowArgs {
+    /// Data folder (as for `pixelcnn`). Default: $LLIF_DATA or ../shared/data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output path without extension, e.g. models/flow-small.
+    #[arg(long)]
+    out: PathBuf,
+    /// Model name recorded in the model file (default: OUT's file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Squeeze levels (1-4).
+    #[arg(long, default_value_t = 3)]
+    levels: usize,
+    /// Couplings per level.
+    #[arg(long, default_value_t = 4)]
+    couplings: usize,
+    /// Hidden width of every network.
+    #[arg(long, default_value_t = 64)]
+    hidden: usize,
+    /// Mixture components of the latents' priors (1-8).
+    #[arg(long, default_value_t = 3)]
+    components: usize,
+    /// Total optimizer steps.
+    #[arg(long, default_value_t = 20_000)]
+    steps: usize,
+    /// Images (32x32) per step.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Peak learning rate (Adam).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.25)]
+    photo_fraction: f64,
+    #[arg(long, default_value_t = 0.1)]
+    gray_fraction: f64,
+    /// Fraction of RGB images given a constant alpha plane (trains the alpha role).
+    #[arg(long, default_value_t = 0.03)]
+    alpha_fraction: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Validate and checkpoint every N steps.
+    #[arg(long, default_value_t = 500)]
+    eval_every: usize,
+    /// Keep and export a moving average of the weights with this decay (e.g. 0.999).
+    #[arg(long)]
+    ema: Option<f64>,
+    /// Resume from OUT.ckpt.ot if it exists.
+    #[arg(long)]
+    resume: bool,
+    /// Train on CUDA when available (not tested on this project's machines).
+    #[arg(long)]
+    cuda: bool,
+    /// Only export the checkpoint into OUT.llifm (no training).
+    #[arg(long)]
+    export: bool,
 }
 
 #[derive(Args)]
@@ -164,23 +224,11 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
     llif::runtime::reexec_with_tcmalloc();
     match cmd {
         TrainCommand::Int8(a) => quantize_int8(a),
+        TrainCommand::Flow(a) => train_flow(a),
         TrainCommand::Pixelcnn(a) => {
-            let data_dir = a.data.or_else(llif::corpus::data_dir).ok_or_else(|| {
-                Error::Usage("no data folder: pass --data or set LLIF_DATA".into())
-            })?;
-            let name = a.name.unwrap_or_else(|| {
-                a.out
-                    .file_name()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "pixelcnn".into())
-            });
-            if let Some(d) = a.ema {
-                if !(d > 0.0 && d < 1.0) {
-                    return Err(Error::Usage(format!(
-                        "--ema {d}: the decay must lie in (0, 1)"
-                    )));
-                }
-            }
+            let data_dir = data_folder(a.data)?;
+            let name = a.name.unwrap_or_else(|| default_name(&a.out, "pixelcnn"));
+            check_ema(a.ema)?;
             let cfg = TrainConfig {
                 arch: Arch {
                     radius: a.radius,
@@ -216,6 +264,73 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
             train(&cfg, &data, a.resume, !a.quiet).map(|_| ())
         }
     }
+}
+
+/// `--data`, else $LLIF_DATA or ../shared/data.
+fn data_folder(arg: Option<PathBuf>) -> Result<PathBuf> {
+    arg.or_else(llif::corpus::data_dir)
+        .ok_or_else(|| Error::Usage("no data folder: pass --data or set LLIF_DATA".into()))
+}
+
+/// A model's default name: the output path's file name.
+fn default_name(out: &std::path::Path, fallback: &str) -> String {
+    out.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| fallback.into())
+}
+
+fn check_ema(decay: Option<f64>) -> Result<()> {
+    match decay {
+        Some(d) if !(d > 0.0 && d < 1.0) => Err(Error::Usage(format!(
+            "--ema {d}: the decay must lie in (0, 1)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `llif train flow`.
+fn train_flow(a: FlowArgs) -> Result<()> {
+    use llif::flow::model::{FlowMeta, PLANE_IDF_1};
+    use llif::flow::train::{export_checkpoint, train, FlowTrainConfig};
+    let data_dir = data_folder(a.data)?;
+    let name = a.name.unwrap_or_else(|| default_name(&a.out, "flow"));
+    check_ema(a.ema)?;
+    let meta = FlowMeta {
+        family: "flow".into(),
+        name,
+        flow: PLANE_IDF_1.into(),
+        levels: a.levels,
+        couplings: a.couplings,
+        hidden: a.hidden,
+        components: a.components,
+    };
+    meta.validate().map_err(|e| Error::Usage(e.to_string()))?;
+    let cfg = FlowTrainConfig {
+        meta,
+        data_dir: data_dir.clone(),
+        out: a.out,
+        steps: a.steps,
+        batch: a.batch,
+        lr: a.lr,
+        seed: a.seed,
+        photo_fraction: a.photo_fraction,
+        gray_fraction: a.gray_fraction,
+        alpha_fraction: a.alpha_fraction,
+        eval_every: a.eval_every,
+        cuda: a.cuda,
+        ema: a.ema,
+    };
+    let data = TrainData::load(&data_dir)?;
+    eprintln!(
+        "training the flow on {} CIFAR images ({} held out for validation) and {} photos",
+        data.cifar_train.len(),
+        data.cifar_val.len(),
+        data.photos.len()
+    );
+    if a.export {
+        return export_checkpoint(&cfg, &data).map(|_| ());
+    }
+    train(&cfg, &data, a.resume).map(|_| ())
 }
 
 /// `llif train int8`: dequantize, calibrate on training data, quantize, write.

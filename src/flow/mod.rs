@@ -1,0 +1,276 @@
+//! The flow codec family: an integer discrete flow (IDF) whose latents are coded with ANS
+//! (SPEC.md, "Flow payloads"). The fast model of llif: a whole image is a few network passes
+//! per plane, with no per-pixel loop.
+//!
+//! - [`model`]: the model file, its networks (three 8-bit convolutions each) and how they run.
+//! - [`transform`]: squeeze, couplings and factor-out of one plane, forward and inverse.
+//! - `float_model`, `train` (feature `torch`): training and export (`llif train flow`).
+//!
+//! Planes are coded one after another (colour planes, then alpha); each later plane's networks
+//! see the earlier planes as their condition, so one network serves gray, RGB and RGBA images.
+
+#[cfg(feature = "torch")]
+pub mod float_model;
+pub mod model;
+#[cfg(feature = "torch")]
+pub mod train;
+pub mod transform;
+
+pub use model::{Engine, FlowMeta, FlowModel};
+
+use crate::coding::latent::{latent_bits, pop_latent, push_latent};
+use crate::coding::AnsStack;
+use crate::error::{Error, Result};
+use crate::family::{DecodeControl, FamilyModel, FamilyPayload};
+use crate::format::{CodecFamily, Header, ModelId};
+use crate::image::{ChannelLayout, Image};
+use crate::model_file::ModelFile;
+use transform::{conditions, Chw, Condition, Latents, PlaneFlow, PriorGrid};
+
+/// Largest magnitude of a latent a decoder accepts: an encoder's latents stay below
+/// `128 + L·K·2^16 < 2^23` (SPEC.md bounds of the couplings), so anything larger is corrupt.
+pub const LATENT_LIMIT: i64 = 1 << 23;
+
+/// Parses a flow model file (the family table's entry).
+pub fn parse_model_file(file: &ModelFile<'_>) -> Result<crate::Model> {
+    Ok(crate::Model::new(FlowModel::from_model_file(file)?))
+}
+
+/// `n` rounded up to a multiple of `block` (in `u64`: sides may be near `u32::MAX`).
+fn extended(n: u32, block: usize) -> u64 {
+    (n as u64).div_ceil(block as u64) * block as u64
+}
+
+/// The planes of an image in coding order with their roles: colour planes by index, alpha 3.
+pub fn roles(layout: ChannelLayout) -> Vec<usize> {
+    let mut r: Vec<usize> = (0..layout.color_channels()).collect();
+    if layout.has_alpha() {
+        r.push(3);
+    }
+    r
+}
+
+/// Channel `c` of an interleaved image, extended to `w2 × h2` by repeating the last column,
+/// then the last row.
+fn extend_plane(
+    img: &[u8],
+    channels: usize,
+    c: usize,
+    (w, h): (usize, usize),
+    (w2, h2): (usize, usize),
+) -> Vec<u8> {
+    let mut out = vec![0u8; w2 * h2];
+    for y in 0..h2 {
+        let sy = y.min(h - 1);
+        for x in 0..w2 {
+            let sx = x.min(w - 1);
+            out[y * w2 + x] = img[(sy * w + sx) * channels + c];
+        }
+    }
+    out
+}
+
+/// The three condition slots of plane `p`: the planes before it, zeros after.
+fn slots<'a>(planes: &'a [Vec<u8>], p: usize, zeros: &'a [u8]) -> [&'a [u8]; 3] {
+    std::array::from_fn(|j| if j < p { planes[j].as_slice() } else { zeros })
+}
+
+impl FlowModel {
+    fn geometry(&self, width: u32, height: u32) -> Result<(usize, usize)> {
+        if width == 0 || height == 0 {
+            return Err(Error::InvalidHeader(format!("a {width}x{height} image")));
+        }
+        let block = self.meta.block();
+        let (w2, h2) = (extended(width, block), extended(height, block));
+        // Buffers are allocated per extended sample, a few dozen bytes each.
+        match w2.checked_mul(h2) {
+            Some(n) if n <= isize::MAX as u64 / 256 => Ok((w2 as usize, h2 as usize)),
+            _ => Err(Error::LimitExceeded(format!(
+                "a {width}x{height} image is too large to address"
+            ))),
+        }
+    }
+
+    /// Encodes an image's samples: every plane forward, then all latents pushed in the reverse
+    /// of the decoder's order.
+    pub fn encode_payload(&self, image: &Image) -> Result<FamilyPayload> {
+        self.encode_with(image, |plane, p, conds, (w2, h2)| {
+            let flow = PlaneFlow {
+                model: self,
+                role: roles(image.layout())[p],
+                conditions: conds,
+            };
+            Ok(flow.forward(plane, h2, w2))
+        })
+    }
+
+    /// The encoder with the planes' flows computed by `forward(extended plane, plane index,
+    /// conditions, (w', h'))`: the engine's, or libtorch's (`float_model::encode_payload_tch`).
+    pub fn encode_with(
+        &self,
+        image: &Image,
+        mut forward: impl FnMut(&[u8], usize, &[Condition], (usize, usize)) -> Result<Vec<Latents>>,
+    ) -> Result<FamilyPayload> {
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        let (w2, h2) = self.geometry(image.width(), image.height())?;
+        let channels = image.layout().channels();
+        let planes: Vec<Vec<u8>> = (0..channels)
+            .map(|c| extend_plane(image.data(), channels, c, (w, h), (w2, h2)))
+            .collect();
+        let zeros = vec![0u8; w2 * h2];
+        let mut per_plane = Vec::with_capacity(channels);
+        for p in 0..channels {
+            let conds = conditions(slots(&planes, p, &zeros), h2, w2, self.meta.levels);
+            per_plane.push(forward(&planes[p], p, &conds, (w2, h2))?);
+        }
+        let mut stack = AnsStack::new();
+        let mut bits = 0.0;
+        // Decoder order: planes in order, levels L..1, latents in order. Pushed backwards.
+        for levels in per_plane.iter().rev() {
+            for latents in levels {
+                for (i, &v) in latents.values.data.iter().enumerate().rev() {
+                    let prior = latents.priors.at(i);
+                    push_latent(&mut stack, v as i64, prior)?;
+                    bits += latent_bits(v as i64, prior);
+                }
+            }
+        }
+        Ok(FamilyPayload {
+            bytes: stack.into_bytes(),
+            ideal_bits: Some(bits),
+        })
+    }
+
+    /// Decodes the samples of the image `header` describes.
+    pub fn decode_payload(
+        &self,
+        header: &Header,
+        payload: &[u8],
+        control: &DecodeControl<'_>,
+    ) -> Result<Vec<u8>> {
+        let (w, h) = (header.width as usize, header.height as usize);
+        let (w2, h2) = self.geometry(header.width, header.height)?;
+        let layout = header.layout;
+        let channels = layout.channels();
+        let roles = roles(layout);
+        let mut stack = AnsStack::from_bytes(payload)?;
+        let zeros = vec![0u8; w2 * h2];
+        let mut planes: Vec<Vec<u8>> = Vec::with_capacity(channels);
+        for (p, &role) in roles.iter().enumerate() {
+            control.step(p as u64, channels as u64)?;
+            let conds = conditions(slots(&planes, p, &zeros), h2, w2, self.meta.levels);
+            let plane = self.decode_plane(&mut stack, role, &conds)?;
+            planes.push(check_plane(plane, (w, h), (w2, h2))?);
+        }
+        if !stack.is_empty() {
+            return Err(Error::CorruptPayload(
+                "the ANS stack is not empty after the last latent".into(),
+            ));
+        }
+        control.step(channels as u64, channels as u64)?;
+        let mut out = vec![0u8; w * h * channels];
+        for (c, plane) in planes.iter().enumerate() {
+            for y in 0..h {
+                for x in 0..w {
+                    out[(y * w + x) * channels + c] = plane[y * w2 + x];
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn decode_plane(&self, stack: &mut AnsStack, role: usize, conds: &[Condition]) -> Result<Chw> {
+        let flow = PlaneFlow {
+            model: self,
+            role,
+            conditions: conds,
+        };
+        flow.inverse(|priors: &PriorGrid| {
+            (0..priors.len())
+                .map(|i| {
+                    let v = pop_latent(stack, priors.at(i))?;
+                    if v.abs() > LATENT_LIMIT {
+                        return Err(Error::CorruptPayload(format!(
+                            "a latent of {v}, beyond what any flow of this model produces"
+                        )));
+                    }
+                    Ok(v as i32)
+                })
+                .collect()
+        })
+    }
+
+    /// Working memory of coding a `width × height` image of `layout`, in bytes (an upper
+    /// bound): extended planes, latents and conditions, the largest level's network buffers,
+    /// and the payload's words.
+    pub fn memory(&self, width: u32, height: u32, layout: ChannelLayout) -> u64 {
+        let block = self.meta.block();
+        let n = extended(width, block).saturating_mul(extended(height, block));
+        let c = layout.channels() as u64;
+        let h = self.meta.hidden as u64;
+        // Per extended sample: its byte plane, latents (4), priors (8), condition bytes (3 ·
+        // 12 / 4 at level 1 and less after), coupling outputs (4); the networks' two hidden
+        // byte grids and input bytes at level 1 (a quarter of the positions).
+        let per_sample = c * (1 + 4 + 8 + 4) + 3 * 8 + (2 * h + 64) / 4 + 16;
+        n.saturating_mul(per_sample)
+    }
+}
+
+/// A decoded plane as bytes, after checking that it lies in `0..=255` and repeats its last
+/// column and row over the extension (what every encoder wrote).
+fn check_plane(z: Chw, (w, h): (usize, usize), (w2, h2): (usize, usize)) -> Result<Vec<u8>> {
+    let bad = |m: &str| Err(Error::CorruptPayload(format!("decoded plane {m}")));
+    if z.data.iter().any(|&v| !(-128..=127).contains(&v)) {
+        return bad("has samples out of range");
+    }
+    let plane: Vec<u8> = z.data.iter().map(|&v| (v + 128) as u8).collect();
+    for y in 0..h2 {
+        for x in 0..w2 {
+            if (y >= h || x >= w) && plane[y * w2 + x] != plane[y.min(h - 1) * w2 + x.min(w - 1)] {
+                return bad("does not repeat its edge over the extension");
+            }
+        }
+    }
+    Ok(plane)
+}
+
+impl FamilyModel for FlowModel {
+    fn family(&self) -> CodecFamily {
+        CodecFamily::Flow
+    }
+
+    fn id(&self) -> Option<ModelId> {
+        Some(self.id)
+    }
+
+    fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "integer discrete flow (8-bit), {} levels x {} couplings, {} hidden units, {} parameters",
+            self.meta.levels,
+            self.meta.couplings,
+            self.meta.hidden,
+            self.parameters()
+        )
+    }
+
+    fn working_memory(&self, width: u32, height: u32, layout: ChannelLayout) -> u64 {
+        self.memory(width, height, layout)
+    }
+
+    fn encode(&self, image: &Image) -> Result<FamilyPayload> {
+        self.encode_payload(image)
+    }
+
+    fn decode(
+        &self,
+        header: &Header,
+        payload: &[u8],
+        control: &DecodeControl<'_>,
+    ) -> Result<Vec<u8>> {
+        self.decode_payload(header, payload, control)
+    }
+}

@@ -1,0 +1,374 @@
+//! The flow's model file and networks (SPEC.md, "Flow models").
+//!
+//! A [`FlowModel`] is its metadata ([`FlowMeta`]) and one [`FlowNet`] per coupling and prior,
+//! in the file's order. Every network is three convolutions of the 8-bit engine; its first
+//! layer comes in four variants, one per plane role (the role biases folded into the layer's
+//! biases at load, each variant checked against the accumulator bound like any layer).
+
+use serde::{Deserialize, Serialize};
+
+use crate::coding::latent::MAX_LATENT_COMPONENTS;
+use crate::error::{Error, Result};
+use crate::format::ModelId;
+use crate::intnet::conv::{ConvOut, U8Conv, Window};
+use crate::intnet::int8::{Kernel, U8Linear};
+use crate::intnet::take;
+use crate::model_file::ModelFile;
+
+/// The `family` of flow model files.
+pub const FAMILY_NAME: &str = "flow";
+/// The architecture this build implements (SPEC.md).
+pub const PLANE_IDF_1: &str = "plane-idf-1";
+/// Bytes of the condition at every level: 3 slots, squeezed.
+pub const COND_CHANNELS: usize = 12;
+/// Plane roles: colour planes 0, 1, 2 by index, alpha 3.
+pub const ROLES: usize = 4;
+/// Largest magnitude of a coupling's translation (its output layer's clamp).
+pub const TRANSLATION_LIMIT: i32 = 1 << 16;
+/// Largest magnitude of a prior's outputs.
+pub const PRIOR_LIMIT: i32 = 1 << 24;
+
+/// What a flow model file says about itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowMeta {
+    /// `"flow"`.
+    pub family: String,
+    pub name: String,
+    /// The architecture, [`PLANE_IDF_1`].
+    pub flow: String,
+    /// `L`: squeeze levels, 1 ..= 4.
+    pub levels: usize,
+    /// `K`: couplings per level, 1 ..= 16.
+    pub couplings: usize,
+    /// `h`: hidden width of every network, 1 ..= 512.
+    pub hidden: usize,
+    /// Mixture components of every latent's prior, 1 ..= 8.
+    pub components: usize,
+}
+
+impl FlowMeta {
+    pub fn validate(&self) -> Result<()> {
+        if self.family != FAMILY_NAME {
+            return Err(Error::InvalidModel(format!(
+                "model family {:?} is not {FAMILY_NAME}",
+                self.family
+            )));
+        }
+        if self.flow != PLANE_IDF_1 {
+            return Err(Error::UnsupportedFamily(format!(
+                "flow architecture {:?}",
+                self.flow
+            )));
+        }
+        if !(1..=4).contains(&self.levels)
+            || !(1..=16).contains(&self.couplings)
+            || !(1..=512).contains(&self.hidden)
+            || !(1..=MAX_LATENT_COMPONENTS).contains(&self.components)
+        {
+            return Err(Error::InvalidModel(format!(
+                "flow of {} levels, {} couplings, {} hidden units, {} components",
+                self.levels, self.couplings, self.hidden, self.components
+            )));
+        }
+        Ok(())
+    }
+
+    /// `n_l`: channels at level `l` (1-based).
+    pub fn channels(&self, level: usize) -> usize {
+        2 << level
+    }
+
+    /// The networks in file order, each as `(kind, level, inputs, outputs)` in channels.
+    pub fn networks(&self) -> Vec<(NetKind, usize, usize, usize)> {
+        let mut nets = Vec::new();
+        for l in 1..=self.levels {
+            let half = self.channels(l) / 2;
+            for _ in 0..self.couplings {
+                nets.push((NetKind::Coupling, l, half + COND_CHANNELS, half));
+            }
+            if l < self.levels {
+                nets.push((
+                    NetKind::Prior,
+                    l,
+                    half + COND_CHANNELS,
+                    self.prior_outputs(half),
+                ));
+            }
+        }
+        let top = self.channels(self.levels);
+        nets.push((
+            NetKind::Prior,
+            self.levels,
+            COND_CHANNELS,
+            self.prior_outputs(top),
+        ));
+        nets
+    }
+
+    /// Outputs of a prior of `m` latent channels: logit, mean and log-scale of each component.
+    pub fn prior_outputs(&self, m: usize) -> usize {
+        3 * self.components * m
+    }
+
+    /// The multiple of which extended widths and heights are: `2^L`.
+    pub fn block(&self) -> usize {
+        1 << self.levels
+    }
+}
+
+/// What a network computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetKind {
+    /// The translation of a coupling, clamped within ±[`TRANSLATION_LIMIT`].
+    Coupling,
+    /// Logits (2^-16), means (1/256) and log-scales (2^-16) of latents, within
+    /// ±[`PRIOR_LIMIT`].
+    Prior,
+}
+
+/// One network: 3×3 `in → h` (per role), 1×1 `h → h`, 3×3 `h → out`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowNet {
+    /// The first layer with each role's biases added, `[ROLES]`.
+    first: Vec<U8Conv>,
+    /// The role biases as stored, `[ROLES][h]` (kept to write the file back).
+    role_bias: Vec<Vec<i32>>,
+    middle: U8Conv,
+    last: U8Conv,
+}
+
+/// Reusable buffers of one network evaluation.
+#[derive(Default)]
+pub struct NetScratch {
+    a: Vec<u8>,
+    b: Vec<u8>,
+}
+
+impl FlowNet {
+    /// A network from its three layers (first without role biases) and the role biases.
+    pub fn new(
+        kind: NetKind,
+        (inputs, outputs): (usize, usize),
+        layers: [U8Linear; 3],
+        role_bias: Vec<Vec<i32>>,
+    ) -> Result<FlowNet> {
+        let [first, middle, last] = layers;
+        let h = first.outputs();
+        let bad = |m: &str| Err(Error::InvalidModel(format!("flow network: {m}")));
+        if middle.outputs() != h || last.outputs() != outputs {
+            return bad("layer widths do not chain");
+        }
+        if role_bias.len() != ROLES || role_bias.iter().any(|r| r.len() != h) {
+            return bad("role biases do not match the hidden width");
+        }
+        let bytes = |l: &U8Linear| l.lo >= 0 && l.hi <= 255;
+        let limit = match kind {
+            NetKind::Coupling => TRANSLATION_LIMIT,
+            NetKind::Prior => PRIOR_LIMIT,
+        };
+        if !bytes(&first) || !bytes(&middle) || last.lo < -limit || last.hi > limit {
+            return bad("a layer's clamp is out of range");
+        }
+        let first = role_bias
+            .iter()
+            .map(|rb| U8Conv::new(Window::Three, inputs, with_added_bias(&first, rb)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(FlowNet {
+            first,
+            role_bias,
+            middle: U8Conv::new(Window::One, h, middle)?,
+            last: U8Conv::new(Window::Three, h, last)?,
+        })
+    }
+
+    /// Reads a network of `inputs → outputs` channels with `hidden` units.
+    pub fn read(
+        bytes: &mut &[u8],
+        kind: NetKind,
+        (inputs, hidden, outputs): (usize, usize, usize),
+    ) -> Result<FlowNet> {
+        let first = U8Linear::read(bytes, (9 * inputs, hidden))?;
+        let middle = U8Linear::read(bytes, (hidden, hidden))?;
+        let last = U8Linear::read(bytes, (9 * hidden, outputs))?;
+        let raw = take(bytes, 4 * ROLES * hidden)?;
+        let role_bias = raw
+            .chunks_exact(4 * hidden)
+            .map(|r| {
+                r.chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            })
+            .collect();
+        FlowNet::new(kind, (inputs, outputs), [first, middle, last], role_bias)
+    }
+
+    pub fn write(&self, out: &mut Vec<u8>) {
+        // The first layer as stored: role 0's variant minus role 0's biases.
+        let mut first = self.first[0].layer.clone();
+        for (b, &r) in first.bias.iter_mut().zip(&self.role_bias[0]) {
+            *b -= r;
+        }
+        first.write(out);
+        self.middle.layer.write(out);
+        self.last.layer.write(out);
+        for r in self.role_bias.iter().flatten() {
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+    }
+
+    pub fn hidden(&self) -> usize {
+        self.middle.outputs()
+    }
+
+    /// The three convolutions a plane of `role` runs through.
+    pub fn layers(&self, role: usize) -> [&U8Conv; 3] {
+        [&self.first[role], &self.middle, &self.last]
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.last.outputs()
+    }
+
+    pub fn parameters(&self) -> usize {
+        self.first[0].layer.parameters()
+            + self.middle.layer.parameters()
+            + self.last.layer.parameters()
+            + ROLES * self.hidden()
+    }
+
+    /// Multiply-accumulates per position.
+    pub fn macs_per_position(&self) -> u64 {
+        self.first[0].macs_per_position()
+            + self.middle.macs_per_position()
+            + self.last.macs_per_position()
+    }
+
+    /// The network on a `size` grid of input vectors (`[h][w][inputs]`) for a plane of
+    /// `role`, into `out` (`[h][w][outputs]`). `reference` runs the i64 definition instead of
+    /// the engine (tests).
+    pub fn run(
+        &self,
+        engine: Engine,
+        role: usize,
+        input: &[u8],
+        size: (usize, usize),
+        scratch: &mut NetScratch,
+        out: &mut [i32],
+    ) {
+        let n = size.0 * size.1 * self.hidden();
+        scratch.a.resize(n, 0);
+        scratch.b.resize(n, 0);
+        let conv = |c: &U8Conv, x: &[u8], y: ConvOut<'_>| match engine {
+            Engine::Reference => c.forward_reference(x, size, y),
+            Engine::Kernel(k) => c.forward(k, x, size, y),
+        };
+        conv(&self.first[role], input, ConvOut::Bytes(&mut scratch.a));
+        conv(&self.middle, &scratch.a, ConvOut::Bytes(&mut scratch.b));
+        conv(&self.last, &scratch.b, ConvOut::Wide(out));
+    }
+}
+
+/// How networks are evaluated: the definition, or the engine with a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Reference,
+    Kernel(Kernel),
+}
+
+/// `layer` with `add[o]` added to each bias, checked like a loaded layer.
+fn with_added_bias(layer: &U8Linear, add: &[i32]) -> Result<U8Linear> {
+    let weight: Vec<i32> = (0..layer.outputs()).flat_map(|o| layer.row(o)).collect();
+    let bias = layer
+        .bias
+        .iter()
+        .zip(add)
+        .map(|(&b, &a)| {
+            b.checked_add(a)
+                .ok_or_else(|| Error::InvalidModel("a role bias overflows".into()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    U8Linear::new(
+        layer.inputs(),
+        layer.weight_bits(),
+        &weight,
+        bias,
+        layer.mult.clone(),
+        layer.shift.clone(),
+        (layer.lo, layer.hi),
+    )
+}
+
+/// An integer discrete flow: its metadata and networks, in file order
+/// ([`FlowMeta::networks`]).
+#[derive(Clone, Debug)]
+pub struct FlowModel {
+    pub meta: FlowMeta,
+    pub nets: Vec<FlowNet>,
+    pub id: ModelId,
+    pub engine: Engine,
+}
+
+impl FlowModel {
+    /// Parses and validates a flow model file.
+    pub fn from_model_file(file: &ModelFile<'_>) -> Result<FlowModel> {
+        let meta: FlowMeta = serde_json::from_slice(file.meta_json)
+            .map_err(|e| Error::InvalidModel(format!("model metadata: {e}")))?;
+        meta.validate()?;
+        let mut cursor = file.body;
+        let nets = meta
+            .networks()
+            .into_iter()
+            .map(|(kind, _, i, o)| FlowNet::read(&mut cursor, kind, (i, meta.hidden, o)))
+            .collect::<Result<Vec<_>>>()?;
+        if !cursor.is_empty() {
+            return Err(Error::InvalidModel(
+                "trailing bytes after the last network".into(),
+            ));
+        }
+        Ok(FlowModel {
+            meta,
+            nets,
+            id: file.id,
+            engine: Engine::Kernel(Kernel::detect()),
+        })
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<FlowModel> {
+        FlowModel::from_model_file(&ModelFile::parse(bytes)?)
+    }
+
+    /// The model file (its SHA-256 is the id).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let meta = serde_json::to_vec(&self.meta).expect("metadata serializes");
+        let mut body = Vec::new();
+        for n in &self.nets {
+            n.write(&mut body);
+        }
+        ModelFile::assemble(&meta, &body)
+    }
+
+    /// The same model evaluated with `engine` (tests compare the kernels and the reference).
+    pub fn with_engine(mut self, engine: Engine) -> FlowModel {
+        self.engine = engine;
+        self
+    }
+
+    pub fn parameters(&self) -> usize {
+        self.nets.iter().map(|n| n.parameters()).sum()
+    }
+
+    /// The coupling networks of level `l` (1-based), in order.
+    pub fn couplings(&self, level: usize) -> &[FlowNet] {
+        let start = self.level_start(level);
+        &self.nets[start..start + self.meta.couplings]
+    }
+
+    /// The prior of level `l`'s latents (the top prior for `l = L`).
+    pub fn prior(&self, level: usize) -> &FlowNet {
+        &self.nets[self.level_start(level) + self.meta.couplings]
+    }
+
+    fn level_start(&self, level: usize) -> usize {
+        (level - 1) * (self.meta.couplings + 1)
+    }
+}

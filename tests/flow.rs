@@ -1,0 +1,160 @@
+//! The flow family: the round-trip law from 1×1 upward for every layout, the flow as a
+//! bijection on odd sizes (also when latents are pushed far outside the priors' windows), the
+//! engines equal to the reference, and damaged payloads as typed errors.
+
+use llif::flow::{Engine, FlowModel};
+use llif::intnet::int8::Kernel;
+use llif::testing::{
+    encode_with_model, noise_image, random_flow, random_flow_mixture, synthetic_image,
+};
+use llif::{decode_image, ChannelLayout, Error, Image, Limits, Model, ModelSet};
+
+const LAYOUTS: [ChannelLayout; 4] = [
+    ChannelLayout::Gray,
+    ChannelLayout::GrayAlpha,
+    ChannelLayout::Rgb,
+    ChannelLayout::Rgba,
+];
+
+fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+fn set_of(model: &Model) -> ModelSet {
+    let mut models = ModelSet::empty();
+    models.add("flow", model.clone());
+    models
+}
+
+fn round_trip(model: &Model, img: &Image) -> Vec<u8> {
+    let bytes = in_pool(1, || encode_with_model(img, model)).unwrap();
+    let decoded = in_pool(2, || {
+        decode_image(&bytes, &set_of(model), &Limits::default())
+    });
+    assert_eq!(decoded.unwrap(), *img, "{}x{}", img.width(), img.height());
+    bytes
+}
+
+#[test]
+fn flows_round_trip_every_layout_and_size() {
+    let model = Model::new(random_flow(2, 2, 8, 6.0, 1));
+    for (i, layout) in LAYOUTS.into_iter().enumerate() {
+        for (j, (w, h)) in [
+            (1, 1),
+            (1, 2),
+            (2, 1),
+            (3, 3),
+            (4, 4),
+            (7, 5),
+            (9, 13),
+            (16, 3),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seed = (i * 10 + j) as u64;
+            round_trip(&model, &synthetic_image(w, h, layout, 6, seed));
+            round_trip(&model, &noise_image(w, h, layout, seed));
+            round_trip(
+                &model,
+                &Image::filled(w, h, layout, [0, 255, 128][j % 3]).unwrap(),
+            );
+        }
+    }
+}
+
+#[test]
+fn mixture_priors_round_trip() {
+    for k in [2, 5, 8] {
+        let model = Model::new(random_flow_mixture(2, 2, 6, k, 6.0, k as u64));
+        for (w, h) in [(1, 1), (6, 5), (13, 8)] {
+            round_trip(
+                &model,
+                &synthetic_image(w, h, ChannelLayout::GrayAlpha, 4, 3),
+            );
+            round_trip(&model, &noise_image(w, h, ChannelLayout::Rgb, 5));
+        }
+    }
+}
+
+#[test]
+fn every_architecture_size_round_trips() {
+    for (levels, couplings) in [(1, 1), (1, 2), (3, 2), (4, 1)] {
+        let model = Model::new(random_flow(levels, couplings, 5, 4.0, levels as u64));
+        for (w, h) in [(1, 1), (5, 3), (17, 9)] {
+            round_trip(&model, &synthetic_image(w, h, ChannelLayout::Rgb, 3, 7));
+        }
+    }
+}
+
+/// Couplings that translate by thousands push latents far outside the priors' 256-value
+/// windows: every one of them is coded through an escape and still decodes.
+#[test]
+fn latents_far_outside_the_windows_round_trip() {
+    let model = Model::new(random_flow(2, 4, 6, 3000.0, 9));
+    for (w, h) in [(1, 1), (3, 5), (11, 6)] {
+        for layout in [ChannelLayout::Gray, ChannelLayout::Rgba] {
+            round_trip(&model, &noise_image(w, h, layout, w as u64));
+            round_trip(&model, &Image::filled(w, h, layout, 255).unwrap());
+        }
+    }
+}
+
+/// The engine with every kernel of this machine, and any thread count, writes the bytes the
+/// i64 reference writes.
+#[test]
+fn every_kernel_and_thread_count_writes_the_reference_bytes() {
+    let flow = random_flow(2, 2, 12, 8.0, 4);
+    let img = synthetic_image(19, 10, ChannelLayout::Rgba, 8, 2);
+    let reference = Model::new(flow.clone().with_engine(Engine::Reference));
+    let want = encode_with_model(&img, &reference).unwrap();
+    for kernel in Kernel::available() {
+        let model = Model::new(flow.clone().with_engine(Engine::Kernel(kernel)));
+        for threads in [1, 2, 3] {
+            let got = in_pool(threads, || encode_with_model(&img, &model)).unwrap();
+            assert_eq!(got, want, "{kernel:?}, {threads} threads");
+        }
+    }
+}
+
+#[test]
+fn model_files_round_trip_and_unknown_architectures_are_unsupported() {
+    let flow = random_flow(2, 3, 7, 5.0, 3);
+    let bytes = flow.to_bytes();
+    let again = FlowModel::from_bytes(&bytes).unwrap();
+    assert_eq!(again.to_bytes(), bytes);
+    assert_eq!(again.nets, flow.nets);
+    let text = String::from_utf8_lossy(&bytes).replace("plane-idf-1", "plane-idf-9");
+    let newer = FlowModel::from_bytes(text.as_bytes());
+    assert!(
+        matches!(newer, Err(Error::UnsupportedFamily(_))),
+        "{newer:?}"
+    );
+    for cut in [bytes.len() - 1, bytes.len() / 2, 40] {
+        assert!(FlowModel::from_bytes(&bytes[..cut]).is_err());
+    }
+}
+
+/// Every truncation and many bit flips of a flow file give a typed error (or, rarely, the
+/// right picture), never a panic or a wrong picture.
+#[test]
+fn damaged_flow_files_are_typed_errors() {
+    let model = Model::new(random_flow(2, 2, 6, 6.0, 8));
+    let models = set_of(&model);
+    let img = synthetic_image(9, 7, ChannelLayout::Rgb, 5, 1);
+    let bytes = encode_with_model(&img, &model).unwrap();
+    for cut in 0..bytes.len() {
+        assert!(decode_image(&bytes[..cut], &models, &Limits::default()).is_err());
+    }
+    for i in 0..bytes.len() * 8 {
+        let mut b = bytes.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        if let Ok(decoded) = decode_image(&b, &models, &Limits::default()) {
+            assert_eq!(decoded, img, "bit {i} flipped decodes to another picture");
+        }
+    }
+}
