@@ -225,10 +225,18 @@ impl U8Conv {
         let mut row = vec![0u8; self.layer.stride()];
         let mut acc = vec![0i32; self.outputs()];
         let last = (first_row + rows_per_band).min(height);
+        // A 1×1 window over vectors as long as a padded row reads them in place.
+        let in_place = self.window == Window::One && self.channels == self.layer.stride();
         for y in first_row..last {
             for x in 0..width {
-                self.gather(input, (height, width), y, x, &mut row);
-                emit((y - first_row) * width + x, &mut acc, &row);
+                let at = (y - first_row) * width + x;
+                if in_place {
+                    let p = (y * width + x) * self.channels;
+                    emit(at, &mut acc, &input[p..p + self.channels]);
+                } else {
+                    self.gather(input, (height, width), y, x, &mut row);
+                    emit(at, &mut acc, &row);
+                }
             }
         }
     }
@@ -266,7 +274,9 @@ mod tests {
         for (h, w) in [(1, 1), (1, 7), (5, 1), (3, 4), (9, 33), (40, 13)] {
             for window in [Window::One, Window::Three] {
                 for bits in [WeightBits::Eight, WeightBits::Sixteen] {
-                    let (c, o) = (rng.gen_range(1..20), rng.gen_range(1..40));
+                    // 64 and 128 channels: a 1×1 window reads its vectors in place.
+                    let c = [rng.gen_range(1..20), 64, 128][rng.gen_range(0..3)];
+                    let o = rng.gen_range(1..40);
                     let conv = random_conv(&mut rng, window, c, o, bits);
                     let input: Vec<u8> = (0..h * w * c).map(|_| rng.gen()).collect();
                     let mut want = vec![0u8; h * w * o];
