@@ -518,6 +518,38 @@ mod x86 {
         let one = _mm256_set1_epi64x(1);
         let low_dwords = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
         let mut i = 0;
+        // Eight at a time: even and odd dwords in 64-bit lanes of their own, clamped to
+        // 0..=255 there, then packed to bytes and clamped to [lo, hi] as bytes (the same as
+        // clamping to [lo, hi] at once, since 0 <= lo <= hi <= 255).
+        let (byte_max, low32) = (_mm256_set1_epi64x(255), _mm256_set1_epi64x(0xFFFF_FFFF));
+        let (lo8, hi8) = (_mm_set1_epi8(lo as u8 as i8), _mm_set1_epi8(hi as u8 as i8));
+        while i + 8 <= n {
+            let a = _mm256_max_epi32(
+                _mm256_loadu_si256(acc.as_ptr().add(i) as *const __m256i),
+                _mm256_setzero_si256(),
+            );
+            let m = _mm256_loadu_si256(mult.as_ptr().add(i) as *const __m256i);
+            let s = _mm256_cvtepu8_epi32(_mm_loadl_epi64(shift.as_ptr().add(i) as *const __m128i));
+            let lane = |a: __m256i, m: __m256i, s: __m256i| {
+                let p = _mm256_mul_epu32(a, m);
+                let round = _mm256_srli_epi64(_mm256_sllv_epi64(one, s), 1);
+                let v = _mm256_srlv_epi64(_mm256_add_epi64(p, round), s);
+                _mm256_blendv_epi8(v, byte_max, _mm256_cmpgt_epi64(v, byte_max))
+            };
+            let even = lane(a, m, _mm256_and_si256(s, low32));
+            let odd = lane(
+                _mm256_srli_epi64(a, 32),
+                _mm256_srli_epi64(m, 32),
+                _mm256_srli_epi64(s, 32),
+            );
+            let v = _mm256_or_si256(even, _mm256_slli_epi64(odd, 32)); // 8 dwords, in order
+            let b = _mm256_packus_epi16(_mm256_packus_epi32(v, v), _mm256_setzero_si256());
+            let lo4 = _mm_cvtsi128_si32(_mm256_castsi256_si128(b));
+            let hi4 = _mm_cvtsi128_si32(_mm256_extracti128_si256(b, 1));
+            let bytes = _mm_min_epu8(_mm_max_epu8(_mm_setr_epi32(lo4, hi4, 0, 0), lo8), hi8);
+            _mm_storel_epi64(out.as_mut_ptr().add(i) as *mut __m128i, bytes);
+            i += 8;
+        }
         while i + 4 <= n {
             let a = _mm_max_epi32(
                 _mm_loadu_si128(acc.as_ptr().add(i) as *const __m128i),
