@@ -141,6 +141,33 @@ impl FlowModel {
         })
     }
 
+    /// The ideal bits of an image's latents, `[plane][level]` (levels from 1): where a flow
+    /// spends its bits, for studies and model cards.
+    pub fn bits_by_plane_and_level(&self, image: &Image) -> Result<Vec<Vec<f64>>> {
+        let mut out = Vec::new();
+        self.encode_with(image, |plane, p, conds, (w2, h2)| {
+            let flow = PlaneFlow {
+                model: self,
+                role: roles(image.layout())[p],
+                conditions: conds,
+            };
+            let levels = flow.forward(plane, h2, w2);
+            out.push(
+                levels
+                    .iter()
+                    .map(|l| {
+                        let values = l.values.data.iter().enumerate();
+                        values
+                            .map(|(i, &v)| latent_bits(v as i64, l.priors.at(i)))
+                            .sum()
+                    })
+                    .collect(),
+            );
+            Ok(levels)
+        })?;
+        Ok(out)
+    }
+
     /// Decodes the samples of the image `header` describes.
     pub fn decode_payload(
         &self,

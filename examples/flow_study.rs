@@ -1,0 +1,49 @@
+//! Where a flow spends its bits: ideal bits per sample of each plane and level over CIFAR-10
+//! records (never the test batch for tuning: pass the validation split).
+//!
+//!   cargo run --release --example flow_study -- MODEL.llifm CIFAR.bin [N]
+
+use llif::flow::FlowModel;
+
+fn main() -> llif::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: flow_study MODEL.llifm CIFAR.bin [N]");
+        std::process::exit(2);
+    }
+    let model =
+        FlowModel::from_bytes(&std::fs::read(&args[1]).map_err(|e| llif::Error::io(&args[1], e))?)?;
+    let n = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
+    let records = llif::corpus::read_cifar(std::path::Path::new(&args[2]), Some(n))?;
+    let mut sums: Vec<Vec<f64>> = Vec::new();
+    for r in &records {
+        let b = model.bits_by_plane_and_level(&r.image)?;
+        if sums.is_empty() {
+            sums = b.iter().map(|l| vec![0.0; l.len()]).collect();
+        }
+        for (s, p) in sums.iter_mut().zip(&b) {
+            for (a, v) in s.iter_mut().zip(p) {
+                *a += v;
+            }
+        }
+    }
+    let per_plane = (records.len() * 32 * 32) as f64;
+    println!(
+        "bits per sample of each plane, by level ({} images):",
+        records.len()
+    );
+    for (p, levels) in sums.iter().enumerate() {
+        let cells: Vec<String> = levels
+            .iter()
+            .map(|b| format!("{:.3}", b / per_plane))
+            .collect();
+        let total: f64 = levels.iter().sum::<f64>() / per_plane;
+        println!(
+            "plane {p}: levels 1.. {}  total {total:.3}",
+            cells.join(" ")
+        );
+    }
+    let all: f64 = sums.iter().flatten().sum::<f64>() / (per_plane * sums.len() as f64);
+    println!("all planes: {all:.3} bpsp");
+    Ok(())
+}
