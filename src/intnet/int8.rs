@@ -675,15 +675,34 @@ mod x86 {
             }
             _mm_storeu_si128(out.as_mut_ptr().add(4 * b) as *mut __m128i, hsum4(s));
         }
-        for (r, o) in out.iter_mut().enumerate().skip(4 * blocks) {
-            let row = w.as_ptr().add(r * n);
-            let mut s = _mm256_setzero_si256();
-            let mut k = 0;
-            while k < n {
-                s = step(s, widen(k), row, k);
-                k += 16;
+        // The last one to three rows also share each widened load (output layers are often
+        // narrow: a coupling of a flow has two outputs).
+        let base = 4 * blocks;
+        match out.len() - base {
+            0 => {}
+            1 => tail_i16::<1>(w, x, &mut out[base..], base),
+            2 => tail_i16::<2>(w, x, &mut out[base..], base),
+            _ => tail_i16::<3>(w, x, &mut out[base..], base),
+        }
+    }
+
+    /// Rows `first .. first + R` of [`dot_rows_i16_avx2`] into `out[..R]`, sharing the loads.
+    #[target_feature(enable = "avx2")]
+    unsafe fn tail_i16<const R: usize>(w: &[i16], x: &[u8], out: &mut [i32], first: usize) {
+        let n = x.len();
+        let rows: [*const i16; R] = std::array::from_fn(|i| w.as_ptr().add((first + i) * n));
+        let mut s = [_mm256_setzero_si256(); R];
+        let mut k = 0;
+        while k < n {
+            let xv = _mm256_cvtepu8_epi16(_mm_loadu_si128(x.as_ptr().add(k) as *const __m128i));
+            for i in 0..R {
+                let wv = _mm256_loadu_si256(rows[i].add(k) as *const __m256i);
+                s[i] = _mm256_add_epi32(s[i], _mm256_madd_epi16(xv, wv));
             }
-            *o = hsum256(s);
+            k += 16;
+        }
+        for i in 0..R {
+            out[i] = hsum256(s[i]);
         }
     }
 
