@@ -134,6 +134,13 @@ fn model_files_round_trip_and_unknown_architectures_are_unsupported() {
         matches!(newer, Err(Error::UnsupportedFamily(_))),
         "{newer:?}"
     );
+    // A newer architecture need not have this one's fields.
+    let meta = br#"{"family":"flow","name":"future","flow":"plane-idf-2","depth":9}"#;
+    let newer = FlowModel::from_bytes(&llif::model_file::ModelFile::assemble(meta, &[1, 2, 3]));
+    assert!(
+        matches!(newer, Err(Error::UnsupportedFamily(_))),
+        "{newer:?}"
+    );
     for cut in [bytes.len() - 1, bytes.len() / 2, 40] {
         assert!(FlowModel::from_bytes(&bytes[..cut]).is_err());
     }
@@ -157,4 +164,41 @@ fn damaged_flow_files_are_typed_errors() {
             assert_eq!(decoded, img, "bit {i} flipped decodes to another picture");
         }
     }
+}
+
+/// SPEC.md bounds a first layer by |bias| + |role bias| + 255·Σ|w|, not by the sum of the
+/// biases: opposite biases that cancel do not make a layer loadable.
+#[test]
+fn role_biases_count_in_the_accumulator_bound_on_their_own() {
+    use llif::flow::model::{FlowNet, NetKind, ROLES};
+    use llif::intnet::int8::{U8Linear, WeightBits};
+    let layer = |inputs: usize, outputs: usize, bias: i32, clamp: (i32, i32)| {
+        let w = vec![1; inputs * outputs];
+        let (m, s) = (vec![1; outputs], vec![0; outputs]);
+        U8Linear::new(
+            inputs,
+            WeightBits::Eight,
+            &w,
+            vec![bias; outputs],
+            m,
+            s,
+            clamp,
+        )
+        .unwrap()
+    };
+    let net = |bias: i32, role_bias: i32| {
+        let first = layer(9, 2, bias, (0, 255));
+        let layers = [first, layer(2, 2, 0, (0, 255)), layer(18, 1, 0, (-9, 9))];
+        FlowNet::new(
+            NetKind::Coupling,
+            (1, 1),
+            layers,
+            vec![vec![role_bias; 2]; ROLES],
+        )
+    };
+    assert!(net(1 << 29, -(1 << 29)).is_ok());
+    assert!(matches!(
+        net(1 << 30, -(1 << 30)),
+        Err(Error::InvalidModel(_))
+    ));
 }

@@ -19,7 +19,6 @@ use crate::error::{Error, Result};
 use crate::format::ModelId;
 use crate::intnet::int8::{U8Linear, WeightBits, MULT_LIMIT, SHIFT_MAX};
 use crate::intnet::tch_eval::TchConv;
-use crate::intnet::ACC_LIMIT;
 
 /// Gain of the hidden layers' bias variables (their outputs are bytes).
 const HIDDEN_BIAS_GAIN: f64 = 32.0;
@@ -138,10 +137,8 @@ impl NetFloat {
         a2.conv2d(&w3, Some(&b3), [1, 1], [1, 1], [1, 1], 1)
     }
 
-    /// The output layer's weights per input byte. The variable holds them times 64 (the
-    /// weights per input in units of 64 bytes): its outputs are small numbers (translations,
-    /// logits, means, log-scales) over hundreds of byte inputs, and Adam's steps (about the
-    /// learning rate per variable) would move them by tens at once on the byte scale.
+    /// The output layer's weights per input byte: the variable times [`OUTPUT_WEIGHT_GAIN`]
+    /// (1: a pilot with 1/64, which slows the output layer's learning, learned slower).
     fn w3_per_byte(&self) -> Tensor {
         &self.w3 * OUTPUT_WEIGHT_GAIN
     }
@@ -371,16 +368,19 @@ fn int_layer(
     let max = bits.max() as f64;
     let mut weight = Vec::with_capacity(o * inputs);
     let (mut bias, mut mult, mut shift) = (Vec::new(), Vec::new(), Vec::new());
+    // Biases stay within 2^29, so that with 16-bit rows (255·Σ|q| ≤ 2^30 + 128·inputs) the
+    // accumulator bound holds. A row whose weights are tiny next to its bias (a dead unit, an
+    // output layer still near its zero start) gets a coarser step so that its bias fits: its
+    // weights then round to what little they are.
+    let bias_limit = (1u64 << 29) as f64;
     for j in 0..o {
-        let s = steps[j];
+        let s = steps[j].max(bias_f[j].abs() / bias_limit);
         weight.extend(
             flat[j * inputs..(j + 1) * inputs]
                 .iter()
                 .map(|&v| (v / s).clamp(-max, max).round() as i32),
         );
-        let bq = (bias_f[j] / s).round();
-        let limit = (ACC_LIMIT / 2) as f64;
-        bias.push(bq.clamp(-limit, limit) as i32);
+        bias.push((bias_f[j] / s).round().clamp(-bias_limit, bias_limit) as i32);
         let (m, sh) = multiplier(s * gains[j.min(gains.len() - 1)]);
         mult.push(m);
         shift.push(sh);
@@ -555,6 +555,43 @@ mod tests {
     use super::*;
     use crate::image::ChannelLayout;
     use crate::testing::{random_flow, random_flow_mixture, synthetic_image};
+
+    /// A fresh network's output layers are zero with biases of their own (log-scales of 2
+    /// nats): the export keeps the biases rather than rounding them away with the weights.
+    #[test]
+    fn biases_of_zero_weight_rows_survive_the_export() {
+        let meta = FlowMeta {
+            family: "flow".into(),
+            name: "fresh".into(),
+            flow: super::super::model::PLANE_IDF_1.into(),
+            levels: 1,
+            couplings: 1,
+            hidden: 4,
+            components: 2,
+        };
+        let model = FlowFloat::new(meta, Device::Cpu)
+            .unwrap()
+            .to_int("fresh")
+            .unwrap();
+        let top = model.prior(1);
+        let mut out = vec![0i32; 4 * top.outputs()];
+        let mut scratch = super::super::model::NetScratch::default();
+        let input = vec![0u8; 4 * 12];
+        top.run(
+            super::super::Engine::Reference,
+            0,
+            &input,
+            (2, 2),
+            &mut scratch,
+            &mut out,
+        );
+        let part = top.outputs() / 3;
+        for (i, &v) in out.iter().enumerate() {
+            if (i % top.outputs()) / part == 2 {
+                assert!((v - 2 * 65536).abs() <= 2, "log-scale output {v}");
+            }
+        }
+    }
 
     #[test]
     fn the_tch_encoder_writes_the_engines_bytes() {

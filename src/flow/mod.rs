@@ -235,10 +235,14 @@ impl FlowModel {
         let n = extended(width, block).saturating_mul(extended(height, block));
         let c = layout.channels() as u64;
         let h = self.meta.hidden as u64;
-        // Per extended sample: its byte plane, latents (4), priors (8), condition bytes (3 ·
-        // 12 / 4 at level 1 and less after), coupling outputs (4); the networks' two hidden
-        // byte grids and input bytes at level 1 (a quarter of the positions).
-        let per_sample = c * (1 + 4 + 8 + 4) + 3 * 8 + (2 * h + 64) / 4 + 16;
+        let k = self.meta.components as u64;
+        // Per extended sample and plane (the encoder keeps every plane's latents): its byte
+        // plane (1), latents (4), their priors (3·k i32 outputs per latent: 12·k), coupling
+        // outputs (4). Once per image: the condition levels (3 slots, 8 bytes per sample over
+        // all levels), and at level 1 (a quarter of the positions) the networks' two hidden
+        // byte grids and their input bytes (at most 64 each), a prior's outputs of a level
+        // (12·k per latent, counted above) and slack.
+        let per_sample = c * (1 + 4 + 12 * k + 4) + 3 * 8 + (2 * h + 64) / 4 + 16;
         n.saturating_mul(per_sample)
     }
 }

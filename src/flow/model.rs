@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::format::ModelId;
 use crate::intnet::conv::{ConvOut, U8Conv, Window};
 use crate::intnet::int8::{Kernel, U8Linear};
-use crate::intnet::take;
+use crate::intnet::{take, ACC_LIMIT};
 use crate::model_file::ModelFile;
 
 /// The `family` of flow model files.
@@ -169,6 +169,18 @@ impl FlowNet {
         if !bytes(&first) || !bytes(&middle) || last.lo < -limit || last.hi > limit {
             return bad("a layer's clamp is out of range");
         }
+        // SPEC.md: |bias| + |role_bias| + 255·Σ|w| < 2^31 for every output and role (the
+        // summed bias of each variant is then within the bound too).
+        for o in 0..h {
+            let weights: i64 = first.row(o).iter().map(|&w| 255 * (w as i64).abs()).sum();
+            let bias = (first.bias[o] as i64).abs() + weights;
+            if role_bias
+                .iter()
+                .any(|rb| bias + (rb[o] as i64).abs() >= ACC_LIMIT)
+            {
+                return bad("a first layer's biases and weights can overflow 2^31");
+            }
+        }
         let first = role_bias
             .iter()
             .map(|rb| U8Conv::new(Window::Three, inputs, with_added_bias(&first, rb)?))
@@ -311,8 +323,18 @@ pub struct FlowModel {
 impl FlowModel {
     /// Parses and validates a flow model file.
     pub fn from_model_file(file: &ModelFile<'_>) -> Result<FlowModel> {
-        let meta: FlowMeta = serde_json::from_slice(file.meta_json)
-            .map_err(|e| Error::InvalidModel(format!("model metadata: {e}")))?;
+        let invalid = |e: serde_json::Error| Error::InvalidModel(format!("model metadata: {e}"));
+        // The architecture first: a newer one may have other fields, and is unsupported, not
+        // invalid.
+        let value: serde_json::Value = serde_json::from_slice(file.meta_json).map_err(invalid)?;
+        if let Some(arch) = value.get("flow").and_then(|v| v.as_str()) {
+            if arch != PLANE_IDF_1 {
+                return Err(Error::UnsupportedFamily(format!(
+                    "flow architecture {arch:?}"
+                )));
+            }
+        }
+        let meta: FlowMeta = serde_json::from_value(value).map_err(invalid)?;
         meta.validate()?;
         let mut cursor = file.body;
         let nets = meta

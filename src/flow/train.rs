@@ -72,10 +72,11 @@ fn push_image(rgb: &[u8], gray: bool, alpha: Option<u8>, out: &mut (Vec<f32>, Ve
         }
         out.2.push(p as i64);
     }
-    if let (Some(a), false) = (alpha, gray) {
+    if let Some(a) = alpha {
+        // Alpha's condition: the colour planes (Y alone for gray+alpha), zeros after.
         out.0.extend(std::iter::repeat_n(a as f32, PLANE));
-        for pl in &planes {
-            out.1.extend_from_slice(pl);
+        for slot in planes.iter().chain(std::iter::repeat(&zero)).take(3) {
+            out.1.extend_from_slice(slot);
         }
         out.2.push(3);
     }
