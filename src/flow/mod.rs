@@ -94,51 +94,54 @@ impl FlowModel {
     /// Encodes an image's samples: every plane forward, then all latents pushed in the reverse
     /// of the decoder's order.
     pub fn encode_payload(&self, image: &Image) -> Result<FamilyPayload> {
-        self.encode_with(image, |plane, p, conds, (w2, h2)| {
-            let flow = PlaneFlow {
-                model: self,
-                role: roles(image.layout())[p],
-                conditions: conds,
-            };
-            Ok(flow.forward(plane, h2, w2))
-        })
+        // Unlike the decoder, the encoder has every plane from the start: the planes' flows
+        // run in parallel (a small image's convolutions are too small to split).
+        use rayon::prelude::*;
+        let (planes, (w2, h2)) = self.extended_planes(image)?;
+        let zeros = vec![0u8; w2 * h2];
+        let roles = roles(image.layout());
+        let per_plane: Vec<Vec<Latents>> = (0..planes.len())
+            .into_par_iter()
+            .map(|p| {
+                let conds = conditions(slots(&planes, p, &zeros), h2, w2, self.meta.levels);
+                let flow = PlaneFlow {
+                    model: self,
+                    role: roles[p],
+                    conditions: &conds,
+                };
+                flow.forward(&planes[p], h2, w2)
+            })
+            .collect();
+        push_all(&per_plane)
     }
 
-    /// The encoder with the planes' flows computed by `forward(extended plane, plane index,
-    /// conditions, (w', h'))`: the engine's, or libtorch's (`float_model::encode_payload_tch`).
+    /// The image's planes extended to multiples of `2^L`, and the extended size `(w', h')`.
+    fn extended_planes(&self, image: &Image) -> Result<ExtendedPlanes> {
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        let (w2, h2) = self.geometry(image.width(), image.height())?;
+        let channels = image.layout().channels();
+        let planes = (0..channels)
+            .map(|c| extend_plane(image.data(), channels, c, (w, h), (w2, h2)))
+            .collect();
+        Ok((planes, (w2, h2)))
+    }
+
+    /// The encoder with the planes' flows computed one after another by `forward(extended
+    /// plane, plane index, conditions, (w', h'))`: libtorch's (`float_model::encode_payload_tch`)
+    /// or a study's.
     pub fn encode_with(
         &self,
         image: &Image,
         mut forward: impl FnMut(&[u8], usize, &[Condition], (usize, usize)) -> Result<Vec<Latents>>,
     ) -> Result<FamilyPayload> {
-        let (w, h) = (image.width() as usize, image.height() as usize);
-        let (w2, h2) = self.geometry(image.width(), image.height())?;
-        let channels = image.layout().channels();
-        let planes: Vec<Vec<u8>> = (0..channels)
-            .map(|c| extend_plane(image.data(), channels, c, (w, h), (w2, h2)))
-            .collect();
+        let (planes, (w2, h2)) = self.extended_planes(image)?;
         let zeros = vec![0u8; w2 * h2];
-        let mut per_plane = Vec::with_capacity(channels);
-        for p in 0..channels {
+        let mut per_plane = Vec::with_capacity(planes.len());
+        for p in 0..planes.len() {
             let conds = conditions(slots(&planes, p, &zeros), h2, w2, self.meta.levels);
             per_plane.push(forward(&planes[p], p, &conds, (w2, h2))?);
         }
-        let mut stack = AnsStack::new();
-        let mut bits = 0.0;
-        // Decoder order: planes in order, levels L..1, latents in order. Pushed backwards.
-        for levels in per_plane.iter().rev() {
-            for latents in levels {
-                for (i, &v) in latents.values.data.iter().enumerate().rev() {
-                    let prior = latents.priors.at(i);
-                    push_latent(&mut stack, v as i64, prior)?;
-                    bits += latent_bits(v as i64, prior);
-                }
-            }
-        }
-        Ok(FamilyPayload {
-            bytes: stack.into_bytes(),
-            ideal_bits: Some(bits),
-        })
+        push_all(&per_plane)
     }
 
     /// The ideal bits of an image's latents, `[plane][level]` (levels from 1): where a flow
@@ -245,6 +248,29 @@ impl FlowModel {
         let per_sample = c * (1 + 4 + 12 * k + 4) + 3 * 8 + (2 * h + 64) / 4 + 16;
         n.saturating_mul(per_sample)
     }
+}
+
+/// An image's planes extended to multiples of `2^L`, and their size `(w', h')`.
+type ExtendedPlanes = (Vec<Vec<u8>>, (usize, usize));
+
+/// All planes' latents on one ANS stack, in the reverse of the decoder's order (planes in
+/// order, levels `L..1`, latents in coding order), with their ideal bits.
+fn push_all(per_plane: &[Vec<Latents>]) -> Result<FamilyPayload> {
+    let mut stack = AnsStack::new();
+    let mut bits = 0.0;
+    for levels in per_plane.iter().rev() {
+        for latents in levels {
+            for (i, &v) in latents.values.data.iter().enumerate().rev() {
+                let prior = latents.priors.at(i);
+                push_latent(&mut stack, v as i64, prior)?;
+                bits += latent_bits(v as i64, prior);
+            }
+        }
+    }
+    Ok(FamilyPayload {
+        bytes: stack.into_bytes(),
+        ideal_bits: Some(bits),
+    })
 }
 
 /// A decoded plane as bytes, after checking that it lies in `0..=255` and repeats its last
