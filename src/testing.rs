@@ -291,3 +291,12 @@ fn random_u8_layer(
     )
     .unwrap()
 }
+
+/// Runs `f` in a fresh thread pool of `threads` threads (tests compare thread counts).
+pub fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+        .install(f)
+}

@@ -5,7 +5,7 @@
 use llif::flow::{Engine, FlowModel};
 use llif::intnet::int8::Kernel;
 use llif::testing::{
-    encode_with_model, noise_image, random_flow, random_flow_mixture, synthetic_image,
+    encode_with_model, in_pool, noise_image, random_flow, random_flow_mixture, synthetic_image,
 };
 use llif::{decode_image, ChannelLayout, Error, Image, Limits, Model, ModelSet};
 
@@ -15,14 +15,6 @@ const LAYOUTS: [ChannelLayout; 4] = [
     ChannelLayout::Rgb,
     ChannelLayout::Rgba,
 ];
-
-fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
-}
 
 fn set_of(model: &Model) -> ModelSet {
     let mut models = ModelSet::empty();

@@ -1,7 +1,9 @@
 //! The round-trip law, for every codec and layout, from 1×1 images upward: decode(encode(x)) == x,
 //! with the file's check verified, and encoder/decoder running with different thread counts.
 
-use llif::testing::{encode_with_model, noise_image, random_pixelcnn, synthetic_image, tiny_arch};
+use llif::testing::{
+    encode_with_model, in_pool, noise_image, random_pixelcnn, synthetic_image, tiny_arch,
+};
 use llif::{
     decode_image, encode_image, encode_image_with_stats, ChannelLayout, CodecFamily, Image, Limits,
     Model, ModelSet,
@@ -35,14 +37,6 @@ fn images() -> Vec<Image> {
         }
     }
     v
-}
-
-fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
 }
 
 #[test]

@@ -79,16 +79,8 @@ impl QuantizedCdf for Window {
                 step *= 2;
             }
         }
-        // Invariant: cdf(lo) <= q < cdf(hi) (cdf(0) = 0, cdf(256) = 2^24 > q).
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if self.cdf(mid) <= q {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        // Now cdf(lo) <= q < cdf(hi) (cdf(0) = 0, cdf(256) = 2^24 > q).
+        super::bisect_quantile(self, q, lo, hi)
     }
 }
 

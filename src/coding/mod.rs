@@ -43,17 +43,7 @@ pub trait QuantizedCdf {
     /// The symbol whose interval `[cdf(x), cdf(x+1))` contains `q < TOTAL`.
     /// The default is a binary search over `cdf`.
     fn quantile(&self, q: u32) -> u32 {
-        let (mut lo, mut hi) = (0u32, self.num_symbols());
-        // Invariant: cdf(lo) <= q < cdf(hi).
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if self.cdf(mid) <= q {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        bisect_quantile(self, q, 0, self.num_symbols())
     }
 
     /// Probability of `x` in units of 2^-24.
@@ -65,6 +55,25 @@ pub trait QuantizedCdf {
     fn bits(&self, x: u32) -> f64 {
         PRECISION as f64 - (self.frequency(x) as f64).log2()
     }
+}
+
+/// The symbol whose interval contains `q`, searched between `lo` and `hi` with
+/// `cdf(lo) <= q < cdf(hi)` (the default quantile bisects the whole table).
+pub(crate) fn bisect_quantile<D: QuantizedCdf + ?Sized>(
+    d: &D,
+    q: u32,
+    mut lo: u32,
+    mut hi: u32,
+) -> u32 {
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if d.cdf(mid) <= q {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// Checks the [`QuantizedCdf`] contract over the whole table (for tests and model loading).
