@@ -381,3 +381,63 @@ pub fn decode_image_with(
     format::verify_check(&file, &samples)?;
     Image::new(h.width, h.height, h.layout, samples)
 }
+
+/// An image for [`encode_archive`]: its name in a named archive, `None` in an unnamed one.
+#[derive(Clone, Copy, Debug)]
+pub struct ArchiveInput<'a> {
+    pub name: Option<&'a str>,
+    pub image: &'a Image,
+}
+
+/// Encodes images into one archive (SPEC.md "Archives"), each entry as [`encode_image_with`]
+/// would write it alone, in parallel. Names must be all given or all absent.
+pub fn encode_archive(
+    images: &[ArchiveInput<'_>],
+    model: &Model,
+    options: &EncodeOptions,
+) -> Result<Vec<u8>> {
+    use rayon::prelude::*;
+    let named = images.first().is_some_and(|i| i.name.is_some());
+    let files: Vec<Encoded> = images
+        .par_iter()
+        .map(|i| encode_image_with(i.image, model, options))
+        .collect::<Result<_>>()?;
+    let mut builder = format::archive::ArchiveBuilder::new(named);
+    for (input, file) in images.iter().zip(&files) {
+        builder.push(input.name, &file.bytes)?;
+    }
+    builder.finish()
+}
+
+/// Decodes one entry of a parsed archive: exactly as its image file would decode
+/// ([`decode_image_with`]), so limits, model look-up and the check are the same.
+pub fn decode_archive_entry(
+    entry: &format::archive::ArchiveEntry<'_>,
+    models: &ModelSet,
+    limits: &Limits,
+    control: &DecodeControl<'_>,
+) -> Result<Image> {
+    decode_image_with(&entry.image_file(), models, limits, control)
+}
+
+/// Decodes a whole archive in memory, entries in parallel: `(file name, image)` in archive
+/// order, names as SPEC.md gives them (an unnamed entry by its index, `00000.png`, …). For
+/// archives too large to hold decoded, parse with [`format::archive::Archive::parse`] and decode
+/// entries in batches with [`decode_archive_entry`].
+pub fn decode_archive(
+    bytes: &[u8],
+    models: &ModelSet,
+    limits: &Limits,
+) -> Result<Vec<(String, Image)>> {
+    use rayon::prelude::*;
+    let archive = format::archive::Archive::parse(bytes, limits)?;
+    archive
+        .entries
+        .par_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let image = decode_archive_entry(e, models, limits, &DecodeControl::default())?;
+            Ok((format::archive::entry_file_name(e.name, i), image))
+        })
+        .collect()
+}

@@ -43,6 +43,9 @@ pub enum Error {
         "unsupported codec family {0}: this build of llif cannot decode it (a newer version may)"
     )]
     UnsupportedFamily(String),
+    /// An archive of a newer archive version or mode (e.g. chained entries) than this build reads.
+    #[error("unsupported llif archive: {0}")]
+    UnsupportedArchive(String),
     /// The file needs a model this build does not have.
     #[error("unknown model {0}: the file was written with a model this build does not have")]
     UnknownModel(String),
@@ -118,6 +121,33 @@ pub enum ErrorKind {
 }
 
 impl Error {
+    /// The same error, its message prefixed with `context` (say, which image of a batch it is
+    /// about), its kind unchanged. Errors without a message of their own are returned as they
+    /// are.
+    pub fn with_context(self, context: &str) -> Error {
+        let p = |s: String| format!("{context}: {s}");
+        match self {
+            Error::InvalidHeader(s) => Error::InvalidHeader(p(s)),
+            Error::CorruptPayload(s) => Error::CorruptPayload(p(s)),
+            Error::UnsupportedArchive(s) => Error::UnsupportedArchive(p(s)),
+            Error::UnsupportedFamily(s) => Error::UnsupportedFamily(p(s)),
+            Error::UnknownModel(s) => Error::UnknownModel(p(s)),
+            Error::LimitExceeded(s) => Error::LimitExceeded(p(s)),
+            Error::InvalidImage(s) => Error::InvalidImage(p(s)),
+            Error::Unsupported(s) => Error::Unsupported(p(s)),
+            Error::Usage(s) => Error::Usage(p(s)),
+            Error::InvalidModel(s) => Error::InvalidModel(p(s)),
+            Error::Internal(s) => Error::Internal(p(s)),
+            Error::Failed(s) => Error::Failed(p(s)),
+            Error::ImageFile(s) => Error::ImageFile(p(s)),
+            Error::Truncated(what) => Error::CorruptPayload(p(format!("truncated: {what}"))),
+            Error::ChecksumMismatch { expected, actual } => Error::CorruptPayload(p(format!(
+                "checksum mismatch: decoded pixels have CRC-32 {actual:08x}, the file says {expected:08x}"
+            ))),
+            other => other,
+        }
+    }
+
     /// The class of fault.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -126,9 +156,10 @@ impl Error {
             | Error::InvalidHeader(_)
             | Error::CorruptPayload(_)
             | Error::ChecksumMismatch { .. } => ErrorKind::CorruptInput,
-            Error::UnsupportedVersion(_) | Error::UnsupportedFamily(_) | Error::UnknownModel(_) => {
-                ErrorKind::Unsupported
-            }
+            Error::UnsupportedVersion(_)
+            | Error::UnsupportedArchive(_)
+            | Error::UnsupportedFamily(_)
+            | Error::UnknownModel(_) => ErrorKind::Unsupported,
             Error::LimitExceeded(_) => ErrorKind::LimitExceeded,
             Error::InvalidImage(_) | Error::Unsupported(_) | Error::Usage(_) => ErrorKind::Caller,
             Error::InvalidModel(_) | Error::Torch(_) => ErrorKind::Model,

@@ -50,8 +50,9 @@ pub mod runtime;
 pub mod testing;
 
 pub use codec::{
-    decode_image, decode_image_with, encode_image, encode_image_with, encode_image_with_stats,
-    read_header, EncodeOptions, Encoded, Model, ModelSet,
+    decode_archive, decode_archive_entry, decode_image, decode_image_with, encode_archive,
+    encode_image, encode_image_with, encode_image_with_stats, read_header, ArchiveInput,
+    EncodeOptions, Encoded, Model, ModelSet,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use family::{DecodeControl, FamilyModel};

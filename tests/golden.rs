@@ -5,11 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
+use llif::format::archive::{entry_file_name, ArchiveBuilder};
 use llif::testing::{
     encode_with_model, random_flow_mixture, random_pixelcnn, random_pixelcnn8, synthetic_image,
     tiny_arch, with_adaptive_stage8,
 };
-use llif::{decode_image, ChannelLayout, Image, Limits, Model, ModelSet};
+use llif::{decode_archive, decode_image, ChannelLayout, Image, Limits, Model, ModelSet};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -199,4 +200,123 @@ fn write_golden_files() {
         std::fs::write(&llif_path, encode_with_model(&img, &model).unwrap()).unwrap();
         llif::corpus::write_image_file(&img, &d.join(format!("{name}.png"))).unwrap();
     }
+    write_golden_archives(&d, &models());
+}
+
+/// Archives (SPEC.md "Archives"): `archives/NAME.llif`, its images in `archives/NAME/` under
+/// the entries' file names.
+fn write_golden_archives(d: &Path, models: &ModelSet) {
+    let find = |key: &str| models.find(key).unwrap_or_else(|| panic!("model {key}"));
+    let tiny = find(&d.join("tiny-v1.llifm").display().to_string());
+    let tiny8a = find(&d.join("tiny8a-v1.llifm").display().to_string());
+    let tinyflow = find(&d.join("tinyflow-v1.llifm").display().to_string());
+    // Named, mixed families, layouts and sizes, sub-folders, a PGM name.
+    let named: Vec<(&str, Image, Model)> = vec![
+        (
+            "a.png",
+            synthetic_image(6, 4, ChannelLayout::Rgb, 20, 300),
+            tiny.clone(),
+        ),
+        (
+            "set/b.pgm",
+            synthetic_image(5, 7, ChannelLayout::Gray, 20, 301),
+            tinyflow.clone(),
+        ),
+        (
+            "set/deeper/c.png",
+            synthetic_image(3, 3, ChannelLayout::Rgba, 20, 302),
+            tiny8a,
+        ),
+        (
+            "d.png",
+            synthetic_image(1, 1, ChannelLayout::GrayAlpha, 0, 303),
+            Model::stored(),
+        ),
+        (
+            "set/e.png",
+            synthetic_image(9, 5, ChannelLayout::Rgb, 20, 304),
+            tinyflow,
+        ),
+    ];
+    // Unnamed: small RGB images with the default built-in model, as a CIFAR batch would be.
+    let default = models.find("pixelcnn-r3h192-v3-int8-adapt").unwrap();
+    let unnamed: Vec<(Option<&str>, Image, Model)> = (0..3)
+        .map(|i| {
+            (
+                None,
+                synthetic_image(8, 8, ChannelLayout::Rgb, 12, 310 + i),
+                default.clone(),
+            )
+        })
+        .collect();
+    let named: Vec<(Option<&str>, Image, Model)> =
+        named.into_iter().map(|(n, i, m)| (Some(n), i, m)).collect();
+    for (name, entries) in [
+        ("v1-archive-named-mixed", named),
+        ("v1-archive-unnamed", unnamed),
+    ] {
+        let path = d.join("archives").join(format!("{name}.llif"));
+        if path.exists() {
+            continue; // never regenerate
+        }
+        let folder = d.join("archives").join(name);
+        let mut builder = ArchiveBuilder::new(entries[0].0.is_some());
+        for (i, (entry_name, image, model)) in entries.iter().enumerate() {
+            builder
+                .push(*entry_name, &encode_with_model(image, model).unwrap())
+                .unwrap();
+            let file = folder.join(entry_file_name(*entry_name, i));
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            llif::corpus::write_image_file(image, &file).unwrap();
+        }
+        std::fs::write(&path, builder.finish().unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn golden_archives_decode_to_their_images() {
+    let models = models();
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir().join("archives")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "llif") {
+            continue;
+        }
+        let bytes = std::fs::read(&p).unwrap();
+        let decoded = decode_archive(&bytes, &models, &Limits::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let folder = p.with_extension("");
+        let mut expected_files = 0;
+        for f in walk(&folder) {
+            expected_files += 1;
+            let name = f
+                .strip_prefix(&folder)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let (_, image) = decoded
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("{}: no entry {name}", p.display()));
+            assert_eq!(image, &llif::corpus::read_image_file(&f).unwrap(), "{name}");
+        }
+        assert_eq!(decoded.len(), expected_files, "{}", p.display());
+        count += 1;
+    }
+    assert!(count >= 2, "golden archives missing: found {count}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -178,14 +178,140 @@ fn jpeg_input_is_refused_with_the_reason() {
     assert!(!dir.path().join("photo.llif").exists());
 }
 
+/// The pixels of an image file as RGBA, for comparing whatever the formats.
+fn rgba_of(p: &Path) -> image::RgbaImage {
+    image::open(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .to_rgba8()
+}
+
+/// A folder with sub-folders, gray, RGB and RGBA images in PNG, PGM and BMP, and a text file.
+fn image_folder(root: &Path) -> PathBuf {
+    let dir = root.join("set");
+    std::fs::create_dir_all(dir.join("cats/small")).unwrap();
+    rgb32().save(dir.join("a.png")).unwrap();
+    let gray = image::GrayImage::from_fn(7, 5, |x, y| image::Luma([(x * 30 + y * 7) as u8]));
+    gray.save(dir.join("cats/g.pgm")).unwrap();
+    let rgba = image::RgbaImage::from_fn(3, 9, |x, y| {
+        image::Rgba([x as u8 * 80, y as u8 * 20, 9, (x * y * 20) as u8])
+    });
+    rgba.save(dir.join("cats/small/t.png")).unwrap();
+    image::RgbImage::from_fn(4, 4, |x, y| image::Rgb([x as u8, y as u8, 7]))
+        .save(dir.join("b.bmp"))
+        .unwrap();
+    std::fs::write(dir.join("notes.txt"), b"not an image").unwrap();
+    dir
+}
+
 #[test]
-fn a_folder_is_refused_in_one_line() {
+fn a_folder_round_trips_as_one_archive_of_the_same_names() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = image_folder(root.path());
+    let o = llif(&["compress", path(&dir)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("4 images"), "{}", stderr(&o));
+    let archive = root.path().join("set.llif");
+    let o = llif(&["info", "--verify", path(&archive)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("4 images (named)"));
+    let out = root.path().join("back");
+    let o = llif(&["decompress", path(&archive), "-o", path(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (original, back) in [
+        ("a.png", "a.png"),
+        ("cats/g.pgm", "cats/g.pgm"),
+        ("cats/small/t.png", "cats/small/t.png"),
+        ("b.bmp", "b.png"),
+    ] {
+        assert_eq!(
+            rgba_of(&dir.join(original)),
+            rgba_of(&out.join(back)),
+            "{original}"
+        );
+    }
+    assert!(!out.join("notes.txt").exists());
+    // Again: every target exists, so nothing is written without --force; with it, all is.
+    let o = llif(&["decompress", path(&archive), "-o", path(&out)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = llif(&["decompress", path(&archive), "-o", path(&out), "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Over the image-count limit: refused as such, before decoding.
+    let o = llif(&[
+        "decompress",
+        path(&archive),
+        "-o",
+        path(&out),
+        "-f",
+        "--max-images",
+        "3",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+}
+
+#[test]
+fn an_archive_writes_into_no_symlinked_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = image_folder(root.path());
+    let archive = root.path().join("set.llif");
+    assert!(llif(&["compress", path(&dir), "-o", path(&archive)])
+        .status
+        .success());
+    let out = root.path().join("out");
+    let elsewhere = root.path().join("elsewhere");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out.join("cats")).unwrap();
+    let o = llif(&["decompress", path(&archive), "-o", path(&out), "--force"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("symlink"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert!(
+        !out.join("a.png").exists(),
+        "nothing is written when a target is refused"
+    );
+}
+
+#[test]
+fn a_cifar_batch_comes_back_as_png_files_named_by_index() {
+    let root = tempfile::tempdir().unwrap();
+    let batch = root.path().join("mini.bin");
+    let mut bytes = Vec::new();
+    for r in 0..3u32 {
+        bytes.push(r as u8); // the label, which an archive does not keep
+        bytes.extend((0..3072u32).map(|i| ((i * (r + 3)) % 251) as u8));
+    }
+    std::fs::write(&batch, &bytes).unwrap();
+    let o = llif(&["compress", path(&batch)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = llif(&["decompress", path(&root.path().join("mini.llif"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for r in 0..3usize {
+        let png = root.path().join("mini").join(format!("{r:05}.png"));
+        let img = image::open(&png).unwrap().to_rgb8();
+        let record = &bytes[r * 3073 + 1..(r + 1) * 3073];
+        for (i, p) in img.pixels().enumerate() {
+            assert_eq!(
+                p.0,
+                [record[i], record[1024 + i], record[2048 + i]],
+                "image {r} pixel {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_empty_folder_is_refused_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let o = llif(&["compress", path(dir.path())]);
+    let o = llif(&[
+        "compress",
+        path(dir.path()),
+        "-o",
+        path(&dir.path().join("x.llif")),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("is a folder"), "{err}");
+    assert!(err.contains("no image files"), "{err}");
 }
 
 /// A file of a family this build lacks (vae, code 3) exits with the "unsupported" code.

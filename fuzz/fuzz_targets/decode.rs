@@ -1,5 +1,5 @@
-//! Full decoding of arbitrary bytes: a typed error or the image the file describes, never a
-//! panic, an abort or a hang.
+//! Full decoding of arbitrary bytes, image files and archives: a typed error or the images the
+//! file describes, never a panic, an abort or a hang.
 //!
 //! Models: the small models of the golden files (`tiny-v1`, a PixelCNN on the 32-bit engine,
 //! `tiny8a-v1` on the 8-bit engine with the adaptive stage, `tinyflow-v1` a flow), whose files decode through the same family
@@ -29,7 +29,17 @@ fn models() -> &'static ModelSet {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits::default().with_max_pixels(16 * 16);
+    let limits = Limits::default()
+        .with_max_pixels(16 * 16)
+        .with_max_images(64)
+        .with_max_archive_pixels(16 * 16 * 8);
+    if llif::format::archive::is_archive(data) {
+        // Archives: the same entries' decoding behind an index of their own.
+        if let Ok(images) = llif::decode_archive(data, models(), &limits) {
+            assert!(!images.is_empty() && images.len() <= 64);
+        }
+        return;
+    }
     if let Ok(img) = decode_image(data, models(), &limits) {
         let h = llif::read_header(data, &limits).expect("a decoded file has a header");
         assert_eq!((img.width(), img.height(), img.layout()), (h.width, h.height, h.layout));

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use super::BenchCodec;
 use crate::codec::{decode_image, encode_image_with_stats, Model, ModelSet};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::format::archive::{Archive, ArchiveBuilder};
 use crate::format::Limits;
 use crate::image::Image;
 
@@ -38,6 +39,29 @@ impl LlifCodec {
     }
 }
 
+/// An unnamed archive of `files`, parsed back and checked to hold exactly them (so decoding
+/// it gives the images the per-file decodes gave); its size.
+fn archive_of(files: &[Vec<u8>]) -> Result<usize> {
+    let mut builder = ArchiveBuilder::new(false);
+    for f in files {
+        builder.push(None, f)?;
+    }
+    let bytes = builder.finish()?;
+    let archive = Archive::parse(&bytes, &Limits::none())?;
+    let same = archive.entries.len() == files.len()
+        && archive
+            .entries
+            .iter()
+            .zip(files)
+            .all(|(e, f)| e.image_file() == *f);
+    if !same {
+        return Err(Error::Internal(
+            "an archive does not hold the files it was made of".into(),
+        ));
+    }
+    Ok(bytes.len())
+}
+
 fn key(img: &Image) -> u64 {
     let mut h = crc32fast::Hasher::new();
     h.update(img.data());
@@ -65,6 +89,14 @@ impl BenchCodec for LlifCodec {
 
     fn model_bits(&self, img: &Image) -> Option<f64> {
         self.ideal.lock().ok()?.get(&key(img)).copied()
+    }
+
+    fn has_archives(&self) -> bool {
+        true
+    }
+
+    fn archive_bytes(&self, files: &[Vec<u8>]) -> Option<Result<usize>> {
+        Some(archive_of(files))
     }
 
     fn notes(&self) -> Vec<String> {

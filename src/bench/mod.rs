@@ -52,6 +52,18 @@ pub trait BenchCodec: Send + Sync {
         None
     }
 
+    /// Whether the codec writes archives (llif): the benchmark then keeps its files and reports
+    /// [`BenchCodec::archive_bytes`] of the whole set beside the per-file figures.
+    fn has_archives(&self) -> bool {
+        false
+    }
+
+    /// The size of one archive of `files` (this codec's files of the set, in order), checked
+    /// to hold exactly those files; `None` for codecs without archives.
+    fn archive_bytes(&self, _files: &[Vec<u8>]) -> Option<Result<usize>> {
+        None
+    }
+
     /// Remarks about the run so far that a reader of the results needs (e.g. a setting that had
     /// to be relaxed for some images); the benchmark copies them into [`BenchReport::notes`].
     fn notes(&self) -> Vec<String> {
@@ -169,6 +181,9 @@ pub struct CodecSummary {
     pub mean_decode_ms: f64,
     /// Images whose decoded file was checked equal to the input.
     pub verified: usize,
+    /// Size of one archive of the whole set (codecs with archives), and its bits per sub-pixel.
+    pub archive_bytes: Option<u64>,
+    pub archive_bpsp: Option<f64>,
 }
 
 /// The result of a benchmark run.
@@ -212,7 +227,8 @@ pub fn run_bench_with(
     options: BenchOptions,
 ) -> Result<BenchReport> {
     let done = AtomicUsize::new(0);
-    let run_one = |item: &BenchImage| -> Result<Vec<BenchRow>> {
+    // Each image's row and, for codecs with archives, its file.
+    let run_one = |item: &BenchImage| -> Result<Vec<(BenchRow, Option<Vec<u8>>)>> {
         let rows = codecs
             .iter()
             .map(|codec| bench_one(item, codec.as_ref()))
@@ -223,7 +239,7 @@ pub fn run_bench_with(
         }
         Ok(rows)
     };
-    let per_image: Vec<Vec<BenchRow>> = if options.parallel {
+    let per_image: Vec<Vec<(BenchRow, Option<Vec<u8>>)>> = if options.parallel {
         images.par_iter().map(run_one).collect::<Result<_>>()?
     } else {
         images.iter().map(run_one).collect::<Result<_>>()?
@@ -231,8 +247,32 @@ pub fn run_bench_with(
     if options.progress && !images.is_empty() {
         eprintln!();
     }
-    let rows: Vec<BenchRow> = per_image.into_iter().flatten().collect();
-    let summaries = codecs.iter().map(|c| summarize(&c.name(), &rows)).collect();
+    let mut files: Vec<Vec<Vec<u8>>> = vec![Vec::new(); codecs.len()];
+    let mut rows = Vec::with_capacity(images.len() * codecs.len());
+    for image_rows in per_image {
+        for (c, (row, file)) in image_rows.into_iter().enumerate() {
+            files[c].extend(file);
+            rows.push(row);
+        }
+    }
+    let summaries = codecs
+        .iter()
+        .zip(&files)
+        .map(|(c, f)| {
+            let mut summary = summarize(&c.name(), &rows);
+            let archive = if f.is_empty() {
+                None
+            } else {
+                c.archive_bytes(f)
+            };
+            if let Some(bytes) = archive.transpose()? {
+                summary.archive_bytes = Some(bytes as u64);
+                summary.archive_bpsp =
+                    Some(8.0 * bytes as f64 / summary.total_samples.max(1) as f64);
+            }
+            Ok(summary)
+        })
+        .collect::<Result<_>>()?;
     Ok(BenchReport {
         rows,
         summaries,
@@ -249,24 +289,19 @@ pub fn run_bench_with(
 /// Prefixes the error message with the codec and image where the variant carries a message,
 /// so a failure in a long run says where it happened.
 fn in_context(e: Error, codec: &str, image: &str) -> Error {
-    let ctx = |msg: String| format!("{codec} on image {image}: {msg}");
+    let context = format!("{codec} on image {image}");
     match e {
-        Error::InvalidImage(m) => Error::InvalidImage(ctx(m)),
-        Error::Unsupported(m) => Error::Unsupported(ctx(m)),
-        Error::ImageFile(m) => Error::ImageFile(ctx(m)),
-        Error::CorruptPayload(m) => Error::CorruptPayload(ctx(m)),
-        Error::InvalidHeader(m) => Error::InvalidHeader(ctx(m)),
-        Error::Usage(m) => Error::Usage(ctx(m)),
         Error::Io { path, source } => Error::Io {
             path,
-            source: std::io::Error::new(source.kind(), ctx(source.to_string())),
+            source: std::io::Error::new(source.kind(), format!("{context}: {source}")),
         },
-        other => other,
+        other => other.with_context(&context),
     }
 }
 
-/// Codes one image with one codec and checks the result.
-fn bench_one(item: &BenchImage, codec: &dyn BenchCodec) -> Result<BenchRow> {
+/// Codes one image with one codec and checks the result; the file too when the codec has
+/// archives.
+fn bench_one(item: &BenchImage, codec: &dyn BenchCodec) -> Result<(BenchRow, Option<Vec<u8>>)> {
     let name = codec.name();
     let img = &item.image;
     let t0 = Instant::now();
@@ -288,7 +323,7 @@ fn bench_one(item: &BenchImage, codec: &dyn BenchCodec) -> Result<BenchRow> {
     }
     let samples = img.samples();
     let model_bits = codec.model_bits(img);
-    Ok(BenchRow {
+    let row = BenchRow {
         image: item.name.clone(),
         codec: name,
         width: img.width(),
@@ -302,7 +337,8 @@ fn bench_one(item: &BenchImage, codec: &dyn BenchCodec) -> Result<BenchRow> {
         model_bits,
         model_bpsp: model_bits.map(|b| b / samples as f64),
         verified: true,
-    })
+    };
+    Ok((row, codec.has_archives().then_some(bytes)))
 }
 
 /// Says how two images differ, for the error message.
@@ -377,6 +413,8 @@ fn summarize(codec: &str, rows: &[BenchRow]) -> CodecSummary {
         mean_encode_ms: mean(|r| r.encode_ms),
         mean_decode_ms: mean(|r| r.decode_ms),
         verified: mine.iter().filter(|r| r.verified).count(),
+        archive_bytes: None,
+        archive_bpsp: None,
     }
 }
 
@@ -384,15 +422,18 @@ impl BenchReport {
     /// The per-codec summary as a Markdown table, followed by the notes.
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
-        s.push_str("| codec | bpsp | mean per-image bpsp | model bpsp | enc ms/img | dec ms/img | images verified |\n");
-        s.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("| codec | bpsp | archive bpsp | mean per-image bpsp | model bpsp | enc ms/img | dec ms/img | images verified |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for c in &self.summaries {
             let model = c
                 .model_bpsp
                 .map_or_else(|| "-".to_string(), |m| format!("{m:.3}"));
+            let archive = c
+                .archive_bpsp
+                .map_or_else(|| "-".to_string(), |a| format!("{a:.3}"));
             let _ = writeln!(
                 s,
-                "| {} | {:.3} | {:.3} | {} | {:.2} | {:.2} | {}/{} |",
+                "| {} | {:.3} | {archive} | {:.3} | {} | {:.2} | {:.2} | {}/{} |",
                 c.codec,
                 c.bpsp,
                 c.mean_image_bpsp,
@@ -404,7 +445,10 @@ impl BenchReport {
             );
         }
         s.push('\n');
-        s.push_str("bpsp: bits per sub-pixel over the whole set (8 x total bytes / total samples; gray images count one channel).\n");
+        s.push_str("bpsp: bits per sub-pixel over the whole set (8 x total bytes / total samples; gray images count one channel), one file per image.\n");
+        if self.summaries.iter().any(|c| c.archive_bpsp.is_some()) {
+            s.push_str("archive bpsp: the same images as one llif archive (SPEC.md \"Archives\"), checked to hold exactly the files above.\n");
+        }
         if self.parallel {
             let _ = writeln!(
                 s,

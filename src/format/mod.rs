@@ -5,6 +5,8 @@
 use crate::error::{Error, Result};
 use crate::image::ChannelLayout;
 
+pub mod archive;
+
 /// The first two bytes of every `.llif` file.
 pub const MAGIC: [u8; 2] = [0x4C, 0xF1];
 /// The longest header: magic, version, codec byte, model id, two 5-byte LEB128 sides, check.
@@ -116,11 +118,14 @@ pub struct Limits {
     pub max_working_memory: u64,
     /// Largest number of images in one archive.
     pub max_images: u64,
+    /// Largest number of pixels of all the images of one archive together.
+    pub max_archive_pixels: u64,
 }
 
 impl Default for Limits {
-    /// 65,535 pixels a side, 16 Mpixel (2^24) in all, 2 GiB of working memory, 1,000,000
-    /// images.
+    /// 65,535 pixels a side, 16 Mpixel (2^24) in all, 2 GiB of working memory; archives of at
+    /// most 1,000,000 images and 2^28 pixels (256 Mpixel: 262,144 CIFAR-10 images, or 16 images
+    /// of the largest size).
     ///
     /// The pixel budget bounds the time one file can cost: the slowest built-in model, the
     /// PixelCNN, decodes about 40,000 RGB pixels a second on the 2-core development machine (an
@@ -133,6 +138,7 @@ impl Default for Limits {
             max_pixels: 1 << 24,
             max_working_memory: 2 << 30,
             max_images: 1_000_000,
+            max_archive_pixels: 1 << 28,
         }
     }
 }
@@ -145,6 +151,7 @@ impl Limits {
             max_pixels: u64::MAX,
             max_working_memory: u64::MAX,
             max_images: u64::MAX,
+            max_archive_pixels: u64::MAX,
         }
     }
 
@@ -166,6 +173,22 @@ impl Limits {
     pub fn with_max_images(mut self, max_images: u64) -> Self {
         self.max_images = max_images;
         self
+    }
+
+    pub fn with_max_archive_pixels(mut self, max_pixels: u64) -> Self {
+        self.max_archive_pixels = max_pixels;
+        self
+    }
+
+    /// Checks the pixels of all the images of an archive together.
+    pub fn check_archive_pixels(&self, pixels: u64) -> Result<()> {
+        if pixels > self.max_archive_pixels {
+            return Err(Error::LimitExceeded(format!(
+                "the archive's images have {pixels} pixels together, over the limit of {}",
+                self.max_archive_pixels
+            )));
+        }
+        Ok(())
     }
 
     pub fn check(&self, width: u32, height: u32) -> Result<()> {
@@ -289,53 +312,65 @@ impl Header {
         if version == 0 {
             return Err(Error::InvalidHeader("version 0 does not exist".into()));
         }
+        if version == archive::ARCHIVE_KIND {
+            return Err(Error::Unsupported(
+                "an llif archive, not an image file (decode it as an archive)".into(),
+            ));
+        }
         if version > FORMAT_VERSION {
             return Err(Error::UnsupportedVersion(version));
         }
-        let codec = r.byte("codec byte")?;
-        if codec >> 6 != 0 {
-            return Err(Error::InvalidHeader(format!(
-                "reserved bits set in codec byte {codec:#04x}"
-            )));
-        }
-        let layout = ChannelLayout::from_code(codec & 3).expect("two bits always name a layout");
-        // A family code this version does not name belongs to a later llif: the file may be
-        // valid, this build cannot read it.
-        let family = CodecFamily::from_code((codec >> 2) & 0xF)
-            .ok_or_else(|| Error::UnsupportedFamily(format!("with code {}", (codec >> 2) & 0xF)))?;
-        let model = if family.has_model() {
-            let b = r.take(4, "model id")?;
-            Some(ModelId(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-        } else {
-            None
-        };
-        let width = r.leb128("width")?;
-        let height = r.leb128("height")?;
-        if width == 0 || height == 0 {
-            return Err(Error::InvalidHeader(format!(
-                "image size {width}x{height}: sides must be at least 1"
-            )));
-        }
-        limits.check(width, height)?;
-        crate::image::sample_count(width, height, layout)?;
-        let prefix_len = r.pos;
-        let c = r.take(4, "check")?;
-        let check = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let header = Header {
-            version,
-            family,
-            layout,
-            model,
-            width,
-            height,
-            check,
-        };
+        let header = parse_fields(&mut r, version, limits)?;
+        // The check covers the header up to (not including) the check field itself.
+        let prefix_len = r.pos - 4;
         Ok(ParsedFile {
             header,
             checked_prefix: &bytes[..prefix_len],
             payload: &bytes[r.pos..],
         })
     }
+}
+
+/// The fields every image header has after the version, codec byte through check (shared by
+/// image files and archive records, which are image headers without magic and version).
+fn parse_fields(r: &mut Reader<'_>, version: u8, limits: &Limits) -> Result<Header> {
+    let codec = r.byte("codec byte")?;
+    if codec >> 6 != 0 {
+        return Err(Error::InvalidHeader(format!(
+            "reserved bits set in codec byte {codec:#04x}"
+        )));
+    }
+    let layout = ChannelLayout::from_code(codec & 3).expect("two bits always name a layout");
+    // A family code this version does not name belongs to a later llif: the file may be
+    // valid, this build cannot read it.
+    let family = CodecFamily::from_code((codec >> 2) & 0xF)
+        .ok_or_else(|| Error::UnsupportedFamily(format!("with code {}", (codec >> 2) & 0xF)))?;
+    let model = if family.has_model() {
+        let b = r.take(4, "model id")?;
+        Some(ModelId(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+    } else {
+        None
+    };
+    let width = r.leb128("width")?;
+    let height = r.leb128("height")?;
+    if width == 0 || height == 0 {
+        return Err(Error::InvalidHeader(format!(
+            "image size {width}x{height}: sides must be at least 1"
+        )));
+    }
+    limits.check(width, height)?;
+    crate::image::sample_count(width, height, layout)?;
+    let c = r.take(4, "check")?;
+    let check = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    Ok(Header {
+        version,
+        family,
+        layout,
+        model,
+        width,
+        height,
+        check,
+    })
 }
 
 /// The check of the spec: CRC-32 over header prefix, samples, payload length.
@@ -370,7 +405,11 @@ pub fn verify_check(file: &ParsedFile<'_>, samples: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn write_leb128(out: &mut Vec<u8>, mut v: u32) {
+fn write_leb128(out: &mut Vec<u8>, v: u32) {
+    write_leb128_u64(out, v as u64)
+}
+
+fn write_leb128_u64(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7F) as u8;
         v >>= 7;
@@ -403,22 +442,32 @@ impl<'a> Reader<'a> {
     }
     /// Unsigned LEB128 of at most 32 bits, shortest form only (so every value has one encoding).
     fn leb128(&mut self, what: &'static str) -> Result<u32> {
-        let mut v: u64 = 0;
-        for i in 0..5 {
+        let v = self.leb128_bits(what, 5)?;
+        u32::try_from(v).map_err(|_| Error::InvalidHeader(format!("{what} exceeds 32 bits")))
+    }
+
+    /// Unsigned LEB128 of at most 64 bits (10 bytes), shortest form only.
+    fn leb128_u64(&mut self, what: &'static str) -> Result<u64> {
+        self.leb128_bits(what, 10)
+    }
+
+    fn leb128_bits(&mut self, what: &'static str, max_bytes: usize) -> Result<u64> {
+        let mut v: u128 = 0;
+        for i in 0..max_bytes {
             let b = self.byte(what)?;
-            v |= ((b & 0x7F) as u64) << (7 * i);
+            v |= ((b & 0x7F) as u128) << (7 * i);
             if b & 0x80 == 0 {
                 if i > 0 && b == 0 {
                     return Err(Error::InvalidHeader(format!(
                         "{what}: non-minimal LEB128 encoding"
                     )));
                 }
-                return u32::try_from(v)
-                    .map_err(|_| Error::InvalidHeader(format!("{what} exceeds 32 bits")));
+                return u64::try_from(v)
+                    .map_err(|_| Error::InvalidHeader(format!("{what} exceeds 64 bits")));
             }
         }
         Err(Error::InvalidHeader(format!(
-            "{what}: LEB128 longer than 5 bytes"
+            "{what}: LEB128 longer than {max_bytes} bytes"
         )))
     }
 }

@@ -5,7 +5,10 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::io::{check_overwrite, choose_output, read_image_input, read_llif_input, Output};
+use super::archive_cmds;
+use super::io::{
+    check_overwrite, choose_output, read_image_input, read_llif_input, LlifInput, Output,
+};
 use llif::{
     decode_image_with, encode_image_with_stats, CodecFamily, DecodeControl, Error, Header, Limits,
     Model, ModelSet, Result,
@@ -17,7 +20,7 @@ pub struct ModelArgs {
     /// built-in model), a built-in model's name or 8-hex-digit id, `stored` (no model), or the
     /// path of a model file (.llifm). `llif models` lists the built-in ones.
     #[arg(long, short = 'm', default_value = "default")]
-    model: String,
+    pub(super) model: String,
 }
 
 /// The same limits for every command: `compress` refuses what `decompress` would refuse.
@@ -32,14 +35,22 @@ pub struct LimitArgs {
     /// Refuse images whose model needs more working memory than this, in MiB.
     #[arg(long, default_value_t = Limits::default().max_working_memory >> 20)]
     max_memory_mib: u64,
+    /// Refuse archives of more images than this.
+    #[arg(long, default_value_t = Limits::default().max_images)]
+    max_images: u64,
+    /// Refuse archives whose images have more pixels than this together.
+    #[arg(long, default_value_t = Limits::default().max_archive_pixels)]
+    max_archive_pixels: u64,
 }
 
 impl LimitArgs {
-    fn limits(&self) -> Limits {
+    pub(super) fn limits(&self) -> Limits {
         Limits::default()
             .with_max_side(self.max_side)
             .with_max_pixels(self.max_pixels)
             .with_max_working_memory(self.max_memory_mib.saturating_mul(1 << 20))
+            .with_max_images(self.max_images)
+            .with_max_archive_pixels(self.max_archive_pixels)
     }
 }
 
@@ -115,28 +126,28 @@ pub fn resolve_model(key: &str, set: &ModelSet) -> Result<Model> {
 pub struct CompressArgs {
     /// Input image (PNG, PPM/PGM, BMP, TIFF, QOI, lossless WebP, GIF; 8 bits per sample), or `-`
     /// for stdin. JPEG and lossy WebP are refused (their pixels are a decoder's approximation).
-    input: PathBuf,
+    /// A folder (its image files, sub-folders too) or a CIFAR-10 batch file (`.bin`) becomes
+    /// one archive.
+    pub(super) input: PathBuf,
     /// Output file; default: the input with extension .llif (stdout when the input is `-`).
     #[arg(short, long)]
-    output: Option<PathBuf>,
+    pub(super) output: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
     limits: LimitArgs,
     /// Overwrite an existing output (regular files only).
     #[arg(short, long)]
-    force: bool,
+    pub(super) force: bool,
     /// Print nothing on success.
     #[arg(short, long)]
-    quiet: bool,
+    pub(super) quiet: bool,
 }
 
 pub fn compress(a: CompressArgs) -> Result<()> {
-    if a.input.is_dir() {
-        return Err(Error::Unsupported(format!(
-            "{} is a folder: compressing folders into one archive is not supported yet; compress its images one by one",
-            a.input.display()
-        )));
+    if a.input.is_dir() || archive_cmds::is_cifar_batch(&a.input) {
+        let model = resolve_model(&a.model.model, &ModelSet::builtin())?;
+        return archive_cmds::compress_archive(&a, &model, &a.limits.limits());
     }
     let out = choose_output(a.output.as_deref(), &a.input, "llif");
     check_overwrite(&out, a.force)?;
@@ -191,20 +202,21 @@ pub fn compress(a: CompressArgs) -> Result<()> {
 #[derive(Args)]
 pub struct DecompressArgs {
     /// Input .llif file, or `-` for stdin.
-    input: PathBuf,
+    pub(super) input: PathBuf,
     /// Output image (.png, .ppm, .pgm, .pnm); default: the input with extension .png (stdout,
-    /// as PNG, when the input is `-`).
+    /// as PNG, when the input is `-`). For an archive, the folder its images go to (default:
+    /// the input without its extension); an unnamed archive's images are `00000.png`, ….
     #[arg(short, long)]
-    output: Option<PathBuf>,
+    pub(super) output: Option<PathBuf>,
     /// Extra model files to decode with (besides the built-in ones).
     #[arg(long = "model-file", short = 'm')]
     model_files: Vec<PathBuf>,
     #[command(flatten)]
-    limits: LimitArgs,
+    pub(super) limits: LimitArgs,
     #[arg(short, long)]
-    force: bool,
+    pub(super) force: bool,
     #[arg(short, long)]
-    quiet: bool,
+    pub(super) quiet: bool,
 }
 
 fn model_set_with(files: &[PathBuf]) -> Result<ModelSet> {
@@ -216,11 +228,14 @@ fn model_set_with(files: &[PathBuf]) -> Result<ModelSet> {
 }
 
 pub fn decompress(a: DecompressArgs) -> Result<()> {
-    let out = choose_output(a.output.as_deref(), &a.input, "png");
-    check_overwrite(&out, a.force)?;
     let models = model_set_with(&a.model_files)?;
     let limits = a.limits.limits();
-    let (header, bytes) = read_llif_input(&a.input, &limits, false)?;
+    let (header, bytes) = match read_llif_input(&a.input, &limits, false)? {
+        LlifInput::Archive(bytes) => return archive_cmds::decompress_archive(&a, &bytes, &models),
+        LlifInput::Image(header, bytes) => (header, bytes),
+    };
+    let out = choose_output(a.output.as_deref(), &a.input, "png");
+    check_overwrite(&out, a.force)?;
     let t = Instant::now();
     let image = decode_with_progress(&bytes, &header, &models, &limits)?;
     let secs = t.elapsed().as_secs_f64();
@@ -319,7 +334,12 @@ pub fn info(a: InfoArgs) -> Result<()> {
         let result = (|| -> Result<String> {
             // Without --verify only the header of a file is read (its size from the file system).
             let header_only = !a.verify && std::fs::metadata(f).is_ok_and(|m| m.is_file());
-            let (h, bytes) = read_llif_input(f, &limits, header_only)?;
+            let (h, bytes) = match read_llif_input(f, &limits, header_only)? {
+                LlifInput::Archive(bytes) => {
+                    return archive_cmds::describe_archive(f, &bytes, &models, &limits, a.verify)
+                }
+                LlifInput::Image(h, bytes) => (h, bytes),
+            };
             let size = if header_only {
                 std::fs::metadata(f).map_err(|e| Error::io(f, e))?.len()
             } else {

@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+use llif::format::archive::is_archive;
 use llif::format::{Header, MAX_HEADER_BYTES};
 use llif::{Error, Limits, Result};
 
@@ -63,25 +64,38 @@ pub fn read_image_input(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
     })
 }
 
+/// A `.llif` input: an image file, or an archive.
+pub enum LlifInput {
+    Image(Header, Vec<u8>),
+    Archive(Vec<u8>),
+}
+
 /// Reads a `.llif` input, header first: the magic and the header are checked (against
 /// `limits`) before anything else is read, and then no more than the largest payload that
 /// header allows. So `/dev/zero` or a gigabyte of garbage on stdin fails after a few bytes.
-/// With `header_only`, the payload is not read at all.
-pub fn read_llif_input(
-    path: &Path,
-    limits: &Limits,
-    header_only: bool,
-) -> Result<(Header, Vec<u8>)> {
+/// With `header_only`, the payload is not read at all. An archive is read whole, up to the
+/// most an archive within `limits` can take.
+pub fn read_llif_input(path: &Path, limits: &Limits, header_only: bool) -> Result<LlifInput> {
     let mut r = open_input(path)?;
     let mut buf = Vec::with_capacity(MAX_HEADER_BYTES);
     (&mut r)
         .take(MAX_HEADER_BYTES as u64)
         .read_to_end(&mut buf)
         .map_err(|e| Error::io(display(path), e))?;
+    if is_archive(&buf) {
+        let rest = read_at_most(&mut r, max_archive_bytes(limits), path, || {
+            Error::LimitExceeded(format!(
+                "{}: larger than any archive within the limits can be",
+                display(path).display()
+            ))
+        })?;
+        buf.extend_from_slice(&rest);
+        return Ok(LlifInput::Archive(buf));
+    }
     let parsed = Header::parse(&buf, limits)?;
     let header = parsed.header;
     if header_only {
-        return Ok((header, buf));
+        return Ok(LlifInput::Image(header, buf));
     }
     let header_len = buf.len() - parsed.payload.len();
     let max_total = header.max_payload_bytes().saturating_add(header_len as u64);
@@ -96,7 +110,18 @@ pub fn read_llif_input(
         ))
     })?;
     buf.extend_from_slice(&rest);
-    Ok((header, buf))
+    Ok(LlifInput::Image(header, buf))
+}
+
+/// A bound on the bytes of an archive within `limits`, generous (every sample at the most a
+/// family's payload takes, 16 bytes for RGBA pixels of the flow's largest extension on small
+/// images aside, and a full index record per image): it only stops endless inputs.
+fn max_archive_bytes(limits: &Limits) -> u64 {
+    let per_image = 1024 + 32 + 8 * 4 * 16 * 16 + 64;
+    limits
+        .max_archive_pixels
+        .saturating_mul(4 * 8)
+        .saturating_add(limits.max_images.saturating_mul(per_image))
 }
 
 /// Where an output goes.
@@ -145,7 +170,7 @@ pub fn check_overwrite(out: &Output, force: bool) -> Result<()> {
     }
 }
 
-fn check_target(path: &Path, force: bool) -> Result<()> {
+pub fn check_target(path: &Path, force: bool) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(path, e)),

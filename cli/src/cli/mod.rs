@@ -1,6 +1,7 @@
 //! Command-line interface (clap): compress, decompress, info, models, bench; `train` runs the
 //! separate `llif-train` program.
 
+mod archive_cmds;
 mod bench;
 mod codec_cmds;
 mod io;
@@ -25,9 +26,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compress an image to .llif.
+    /// Compress an image to .llif; a folder or a CIFAR-10 batch file to one .llif archive.
     Compress(codec_cmds::CompressArgs),
-    /// Decompress a .llif file to PNG (or PPM/PGM).
+    /// Decompress a .llif file to PNG (or PPM/PGM); an archive to a folder of images.
     Decompress(codec_cmds::DecompressArgs),
     /// Show what .llif files hold (and optionally verify them); without files, what this build
     /// has.
