@@ -7,6 +7,7 @@
 
 pub mod adaptive;
 pub mod autoregressive;
+pub mod bits_back;
 pub mod categorical;
 pub mod latent;
 pub mod logistic;
