@@ -2,7 +2,7 @@
 //! generic encode/decode loops. The encoder replays exactly the decoder's schedule: it asks the
 //! model for the same groups in the same order, so the two cannot drift apart.
 
-use super::{QuantizedCdf, RangeDecoder, RangeEncoder};
+use super::{AnsStack, QuantizedCdf, RangeDecoder, RangeEncoder};
 use crate::error::{Error, Result};
 
 /// An autoregressive model over the samples of one image, as the coder sees it.
@@ -76,11 +76,14 @@ pub struct CodingStats {
     pub payload_bytes: usize,
 }
 
-/// Encodes `samples` (indexed as the model's sample indices) into a range-coder payload.
-pub fn encode_autoregressive<M: AutoregressiveModel>(
+/// Replays the model's schedule with the true `samples` (teacher forcing), calling
+/// `each(index, value, distribution)` for every sample in coding order; checks that the model
+/// names every sample exactly once.
+fn replay<M: AutoregressiveModel>(
     model: &mut M,
     samples: &[u8],
-) -> Result<(Vec<u8>, CodingStats)> {
+    mut each: impl FnMut(usize, u8, &M::Dist) -> Result<()>,
+) -> Result<()> {
     if samples.len() != model.sample_count() {
         return Err(Error::InvalidImage(format!(
             "model expects {} samples, got {}",
@@ -88,8 +91,6 @@ pub fn encode_autoregressive<M: AutoregressiveModel>(
             samples.len()
         )));
     }
-    let mut enc = RangeEncoder::new();
-    let mut trace = Trace::from_env("enc");
     let mut group = Vec::new();
     let mut values = Vec::new();
     let mut seen = vec![false; samples.len()];
@@ -102,8 +103,7 @@ pub fn encode_autoregressive<M: AutoregressiveModel>(
             if std::mem::replace(&mut seen[*idx], true) {
                 return Err(Error::Internal(format!("model coded sample {idx} twice")));
             }
-            trace.record(*idx, v as u32, dist);
-            enc.encode(v as u32, dist)?;
+            each(*idx, v, dist)?;
             values.push(v);
         }
         model.commit(&values);
@@ -111,19 +111,14 @@ pub fn encode_autoregressive<M: AutoregressiveModel>(
     if seen.iter().any(|s| !s) {
         return Err(Error::Internal("model did not code every sample".into()));
     }
-    let ideal_bits = enc.ideal_bits();
-    let payload = enc.finish();
-    let stats = CodingStats {
-        ideal_bits,
-        payload_bytes: payload.len(),
-    };
-    Ok((payload, stats))
+    Ok(())
 }
 
-/// Decodes a payload written by [`encode_autoregressive`] with the same model.
-pub fn decode_autoregressive<M: AutoregressiveModel>(
+/// Runs the model's schedule, taking each sample's value from `next(index, distribution)`, and
+/// returns the samples (the decoders' loop).
+fn decode_schedule<M: AutoregressiveModel>(
     model: &mut M,
-    payload: &[u8],
+    mut next: impl FnMut(usize, &M::Dist) -> Result<u32>,
 ) -> Result<Vec<u8>> {
     let n = model.sample_count();
     // Allocated fallibly: a file's size was checked against the caller's limits, but an
@@ -132,15 +127,12 @@ pub fn decode_autoregressive<M: AutoregressiveModel>(
     out.resize(n, 0);
     let mut seen = crate::image::try_alloc(n as u64)?;
     seen.resize(n, 0);
-    let mut dec = RangeDecoder::new(payload)?;
-    let mut trace = Trace::from_env("dec");
     let mut group = Vec::new();
     let mut values = Vec::new();
     while model.next_group(&mut group)? {
         values.clear();
         for (idx, dist) in &group {
-            let v = dec.decode(dist)?;
-            trace.record(*idx, v, dist);
+            let v = next(*idx, dist)?;
             let v = u8::try_from(v).map_err(|_| {
                 Error::CorruptPayload(format!("decoded symbol {v} is not a sample"))
             })?;
@@ -160,6 +152,75 @@ pub fn decode_autoregressive<M: AutoregressiveModel>(
     if seen.contains(&0) {
         return Err(Error::Internal("model did not code every sample".into()));
     }
+    Ok(out)
+}
+
+/// Encodes `samples` (indexed as the model's sample indices) into a range-coder payload.
+pub fn encode_autoregressive<M: AutoregressiveModel>(
+    model: &mut M,
+    samples: &[u8],
+) -> Result<(Vec<u8>, CodingStats)> {
+    let mut enc = RangeEncoder::new();
+    let mut trace = Trace::from_env("enc");
+    replay(model, samples, |idx, v, dist| {
+        trace.record(idx, v as u32, dist);
+        enc.encode(v as u32, dist)
+    })?;
+    let ideal_bits = enc.ideal_bits();
+    let payload = enc.finish();
+    let stats = CodingStats {
+        ideal_bits,
+        payload_bytes: payload.len(),
+    };
+    Ok((payload, stats))
+}
+
+/// Decodes a payload written by [`encode_autoregressive`] with the same model.
+pub fn decode_autoregressive<M: AutoregressiveModel>(
+    model: &mut M,
+    payload: &[u8],
+) -> Result<Vec<u8>> {
+    let mut dec = RangeDecoder::new(payload)?;
+    let mut trace = Trace::from_env("dec");
+    let out = decode_schedule(model, |idx, dist| {
+        let v = dec.decode(dist)?;
+        trace.record(idx, v, dist);
+        Ok(v)
+    })?;
     dec.finish()?;
     Ok(out)
+}
+
+/// Pushes `samples` onto an ANS stack so that [`pop_autoregressive`] pops them in the model's
+/// schedule (a stack is last in, first out): the schedule is replayed with the true samples,
+/// every distribution kept, and all are pushed last to first. Holds one distribution per
+/// sample meanwhile. Returns the ideal code length in bits (Σ −log2 p). For bits-back coding,
+/// where an image's likelihood must sit on the same stack as its latent.
+pub fn push_autoregressive<M: AutoregressiveModel>(
+    model: &mut M,
+    stack: &mut AnsStack,
+    samples: &[u8],
+) -> Result<f64>
+where
+    M::Dist: Clone,
+{
+    let mut coded = Vec::with_capacity(samples.len());
+    replay(model, samples, |_, v, dist| {
+        coded.push((v as u32, dist.clone()));
+        Ok(())
+    })?;
+    let mut ideal_bits = 0.0;
+    for (v, dist) in coded.iter().rev() {
+        ideal_bits -= (dist.frequency(*v) as f64 / super::TOTAL as f64).log2();
+        stack.push(*v, dist)?;
+    }
+    Ok(ideal_bits)
+}
+
+/// Pops what [`push_autoregressive`] pushed, in the model's schedule.
+pub fn pop_autoregressive<M: AutoregressiveModel>(
+    model: &mut M,
+    stack: &mut AnsStack,
+) -> Result<Vec<u8>> {
+    decode_schedule(model, |_, dist| stack.pop(dist))
 }
