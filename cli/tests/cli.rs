@@ -272,6 +272,81 @@ fn an_archive_writes_into_no_symlinked_folder() {
 }
 
 #[test]
+fn an_archive_with_a_damaged_entry_extracts_nothing() {
+    // Regression (review of session 7): entries decoded and written batch by batch left the
+    // batches before a damaged entry on disk. 260 entries make two batches (256 + 4).
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("many");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    for i in 0..260u32 {
+        image::GrayImage::from_fn(2, 2, |x, y| image::Luma([(i + 3 * x + 5 * y) as u8]))
+            .save(dir.join(format!("sub/{i:03}.png")))
+            .unwrap();
+    }
+    let archive = root.path().join("many.llif");
+    let o = llif(&["compress", path(&dir), "-o", path(&archive)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&archive, &bytes).unwrap();
+    let out = root.path().join("out");
+    let o = llif(&["decompress", path(&archive), "-o", path(&out)]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("sub/259.png"), "{}", stderr(&o));
+    assert!(
+        !out.exists(),
+        "the folders and files of the first batch are removed again"
+    );
+    // A folder that existed stays, and only what this run created goes.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("mine.txt"), b"keep").unwrap();
+    let o = llif(&["decompress", path(&archive), "-o", path(&out)]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["mine.txt"]);
+}
+
+#[test]
+fn archives_need_a_folder_or_file_name_they_can_have() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = image_folder(root.path());
+    // `-o -` writes the archive to stdout.
+    let o = llif(&["compress", path(&dir), "-o", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout[..3], [0x4C, 0xF1, 0x41]);
+    let no_ext = root.path().join("set-archive");
+    std::fs::write(&no_ext, &o.stdout).unwrap();
+    // Its folder would be its own path.
+    let o = llif(&["decompress", path(&no_ext)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("-o FOLDER"), "{}", stderr(&o));
+    // Images of an archive do not go to stdout.
+    let o = llif(&["decompress", path(&no_ext), "-o", "-"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // `.` has no name to give its archive.
+    let o = Command::new(exe())
+        .args(["compress", "."])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!dir.join("..llif").exists() && !root.path().join("..llif").exists());
+    // `info` reads the index alone, and still notices a file cut short.
+    let o = llif(&["info", path(&no_ext)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("4 images (named)"));
+    let bytes = std::fs::read(&no_ext).unwrap();
+    std::fs::write(&no_ext, &bytes[..bytes.len() - 1]).unwrap();
+    let o = llif(&["info", path(&no_ext)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
+}
+
+#[test]
 fn a_cifar_batch_comes_back_as_png_files_named_by_index() {
     let root = tempfile::tempdir().unwrap();
     let batch = root.path().join("mini.bin");

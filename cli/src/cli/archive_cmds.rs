@@ -8,8 +8,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::codec_cmds::{CompressArgs, DecompressArgs};
-use super::io::{check_target, write_file_atomic};
-use llif::format::archive::{entry_file_name, Archive, ArchiveBuilder};
+use super::io::{check_target, read_image_input, write_file_atomic, Output};
+use llif::format::archive::{entry_file_name, Archive, ArchiveBuilder, ArchiveIndex};
 use llif::{
     decode_archive_entry, DecodeControl, EncodeOptions, Error, Limits, Model, ModelSet, Result,
 };
@@ -144,22 +144,27 @@ fn encode_one(image: &llif::Image, model: &Model, limits: &Limits) -> Result<Enc
 /// `llif compress FOLDER|BATCH.bin`: one archive of all its images.
 pub fn compress_archive(a: &CompressArgs, model: &Model, limits: &Limits) -> Result<()> {
     let input = a.input.as_path();
-    let out = archive_output(a.output.as_deref(), input);
-    check_target(&out, a.force)?;
+    let out = archive_output(a.output.as_deref(), input)?;
+    if let Output::File(p) = &out {
+        check_target(p, a.force)?;
+    }
     let t = Instant::now();
     let (entries, names, skipped) = if input.is_dir() {
         encode_folder(input, model, limits)?
     } else {
         (encode_cifar(input, model, limits)?, None, 0)
     };
-    let pixels: u64 = entries.iter().map(|e| e.pixels).sum();
+    let pixels = entries
+        .iter()
+        .try_fold(0u64, |sum, e| sum.checked_add(e.pixels))
+        .ok_or_else(|| Error::LimitExceeded("more than 2^64 pixels".into()))?;
     limits.check_archive_pixels(pixels)?;
     let mut builder = ArchiveBuilder::new(names.is_some());
     for (i, e) in entries.iter().enumerate() {
         builder.push(names.as_ref().map(|n| n[i].as_str()), &e.file)?;
     }
     let bytes = builder.finish()?;
-    write_file_atomic(&out, &bytes, a.force)?;
+    out.write(&bytes, a.force)?;
     if !a.quiet {
         let samples: u64 = entries.iter().map(|e| e.samples).sum();
         let files: usize = entries.iter().map(|e| e.file.len()).sum();
@@ -171,7 +176,7 @@ pub fn compress_archive(a: &CompressArgs, model: &Model, limits: &Limits) -> Res
         eprintln!(
             "{} -> {}: {} images, {} bytes, {:.3} bits/sub-pixel (as separate files {:.3}), {} {} ({:.2} s){note}",
             input.display(),
-            out.display(),
+            out.describe(),
             entries.len(),
             bytes.len(),
             8.0 * bytes.len() as f64 / samples as f64,
@@ -184,13 +189,21 @@ pub fn compress_archive(a: &CompressArgs, model: &Model, limits: &Limits) -> Res
     Ok(())
 }
 
-/// `-o`, or the input with `.llif` (a folder `photos/` gives `photos.llif` beside it).
-fn archive_output(output: Option<&Path>, input: &Path) -> PathBuf {
+/// `-o` (`-` for stdout), or the input with `.llif` (a folder `photos/` gives `photos.llif`
+/// beside it). A folder without a name of its own (`.`, `..`, `/`) needs `-o`.
+fn archive_output(output: Option<&Path>, input: &Path) -> Result<Output> {
     match output {
-        Some(p) => p.to_path_buf(),
+        Some(p) if p == Path::new("-") => Ok(Output::Stdout),
+        Some(p) => Ok(Output::File(p.to_path_buf())),
         None => {
             let trimmed: PathBuf = input.components().collect();
-            trimmed.with_extension("llif")
+            match trimmed.components().next_back() {
+                Some(Component::Normal(_)) => Ok(Output::File(trimmed.with_extension("llif"))),
+                _ => Err(Error::Usage(format!(
+                    "{} has no name to call its archive by: give one with -o FILE.llif",
+                    input.display()
+                ))),
+            }
         }
     }
 }
@@ -210,7 +223,9 @@ fn encode_folder(dir: &Path, model: &Model, limits: &Limits) -> Result<EncodedFo
     let entries = sources
         .par_iter()
         .map(|s| {
-            let image = llif::corpus::read_image_file(&s.path).map_err(|e| annotate(&s.path, e))?;
+            let image = read_image_input(&s.path, limits)
+                .and_then(|bytes| llif::corpus::decode_image_bytes_within(&bytes, limits))
+                .map_err(|e| annotate(&s.path, e))?;
             let entry = encode_one(&image, model, limits).map_err(|e| annotate(&s.path, e))?;
             bar.inc(1);
             Ok(entry)
@@ -222,8 +237,12 @@ fn encode_folder(dir: &Path, model: &Model, limits: &Limits) -> Result<EncodedFo
 }
 
 fn encode_cifar(path: &Path, model: &Model, limits: &Limits) -> Result<Vec<EncodedEntry>> {
+    // The count first, from the file's size (`is_cifar_batch` found whole records).
+    let bytes = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    limits.check_images(bytes / llif::corpus::CIFAR_RECORD_BYTES as u64)?;
     let images = llif::corpus::read_cifar(path, None)?;
-    limits.check_images(images.len() as u64)?;
     let bar = progress(images.len() as u64, "compressing");
     let entries = images
         .par_iter()
@@ -247,25 +266,65 @@ fn annotate(path: &Path, e: Error) -> Error {
 
 /// `llif decompress ARCHIVE`: every image into a folder (`-o`, default the archive's path without
 /// `.llif`), names as the archive has them. Nothing is written before the archive's index has
-/// been checked and every target path found free (or replaceable with `--force`).
+/// been checked and every target path found free (or replaceable with `--force`); if an entry
+/// then fails to decode (its payload is damaged), the files and folders this run created are
+/// removed again, so an archive extracts whole or not at all.
 pub fn decompress_archive(a: &DecompressArgs, bytes: &[u8], models: &ModelSet) -> Result<()> {
     let limits = a.limits.limits();
     let archive = Archive::parse(bytes, &limits)?;
-    let dir = match &a.output {
-        Some(p) => p.clone(),
-        None if a.input == Path::new("-") => {
-            return Err(Error::Usage(
-                "an archive from stdin needs -o FOLDER for its images".into(),
-            ))
-        }
-        None => a.input.with_extension(""),
-    };
+    let dir = archive_folder(a)?;
     let targets = plan_targets(&archive, &dir, a.force)?;
     let t = Instant::now();
+    let mut extraction = Extraction::default();
+    let result = extract(a, &archive, &targets, models, &mut extraction);
+    if result.is_err() {
+        extraction.undo();
+    }
+    result?;
+    if !a.quiet {
+        eprintln!(
+            "{} -> {}/: {} images, {} pixels ({:.2} s)",
+            a.input.display(),
+            dir.display(),
+            archive.entries.len(),
+            archive.pixels(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// The folder an archive's images go to: `-o`, or the input without its extension.
+fn archive_folder(a: &DecompressArgs) -> Result<PathBuf> {
+    match &a.output {
+        Some(p) if p == Path::new("-") => Err(Error::Usage(
+            "an archive's images go to a folder, not to stdout: give -o FOLDER".into(),
+        )),
+        Some(p) => Ok(p.clone()),
+        None if a.input == Path::new("-") => Err(Error::Usage(
+            "an archive from stdin needs -o FOLDER for its images".into(),
+        )),
+        None if a.input.extension().is_none() => Err(Error::Usage(format!(
+            "{} has no extension to drop for its folder's name: give -o FOLDER",
+            a.input.display()
+        ))),
+        None => Ok(a.input.with_extension("")),
+    }
+}
+
+/// Decodes the entries in batches in parallel and writes them one after another (one temporary
+/// file at a time, which the signal handler removes on an interrupt).
+fn extract(
+    a: &DecompressArgs,
+    archive: &Archive<'_>,
+    targets: &[(PathBuf, String)],
+    models: &ModelSet,
+    extraction: &mut Extraction,
+) -> Result<()> {
+    let limits = a.limits.limits();
+    let dir = archive_folder(a)?;
     let bar = progress(archive.entries.len() as u64, "decompressing");
-    // Decoded in batches in parallel, written one after another (one temporary file at a
-    // time, which the signal handler removes on an interrupt).
-    for batch in batches(&archive) {
+    for batch in batches(archive) {
         let images = batch
             .clone()
             .into_par_iter()
@@ -280,27 +339,76 @@ pub fn decompress_archive(a: &DecompressArgs, bytes: &[u8], models: &ModelSet) -
             })
             .collect::<Result<Vec<_>>>()?;
         for (i, image) in batch.zip(images) {
-            let path = &targets[i].0;
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-            }
+            let (path, name) = &targets[i];
             let encoded = llif::corpus::encode_for_path(&image, path)?;
-            write_file_atomic(path, &encoded, a.force)?;
+            // Checked again just before writing: a folder may have become a symlink since.
+            refuse_symlinked_folders(&dir, name)?;
+            extraction.create_folders(path)?;
+            extraction.write(path, name, &encoded, a.force)?;
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
-    if !a.quiet {
-        eprintln!(
-            "{} -> {}/: {} images, {} pixels ({:.2} s)",
-            a.input.display(),
-            dir.display(),
-            archive.entries.len(),
-            archive.pixels(),
-            t.elapsed().as_secs_f64()
-        );
-    }
     Ok(())
+}
+
+/// What an extraction has done so far, to undo it on a failure, and to notice two entries
+/// landing on one file (names that differ only in case, or in Unicode normalization, on a
+/// file system that does not tell them apart).
+#[derive(Default)]
+struct Extraction {
+    created_files: Vec<PathBuf>,
+    created_folders: Vec<PathBuf>,
+    /// (device, inode) of every file written, with its entry's name.
+    written: std::collections::HashMap<(u64, u64), String>,
+}
+
+impl Extraction {
+    fn create_folders(&mut self, path: &Path) -> Result<()> {
+        let Some(parent) = path.parent() else {
+            return Ok(());
+        };
+        let missing: Vec<PathBuf> = parent
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+            .map(Path::to_path_buf)
+            .collect();
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        // Outermost last, so that undoing removes the innermost first.
+        self.created_folders.extend(missing.into_iter().rev());
+        Ok(())
+    }
+
+    fn write(&mut self, path: &Path, name: &str, bytes: &[u8], force: bool) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let existing = std::fs::symlink_metadata(path).ok();
+        if let Some(earlier) = existing
+            .as_ref()
+            .and_then(|m| self.written.get(&(m.dev(), m.ino())))
+        {
+            return Err(Error::Usage(format!(
+                "entries {earlier} and {name} are the same file in this folder (names that differ only in case or Unicode normalization): extract to a file system that tells them apart"
+            )));
+        }
+        write_file_atomic(path, bytes, force)?;
+        if existing.is_none() {
+            self.created_files.push(path.to_path_buf());
+        }
+        let m = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+        self.written.insert((m.dev(), m.ino()), name.to_string());
+        Ok(())
+    }
+
+    /// Removes the files and (then empty) folders this run created; best effort, since it
+    /// runs on the way out of an error that is reported anyway.
+    fn undo(&self) {
+        for f in &self.created_files {
+            let _ = std::fs::remove_file(f);
+        }
+        for d in self.created_folders.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 /// Consecutive entries to decode together: up to 256 images or 4 Mpixel (at least one), so
@@ -357,17 +465,36 @@ fn refuse_symlinked_folders(dir: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `llif info` of an archive: one line for the archive, one per entry with `verbose`.
+/// `llif info` of an archive: one line for the archive. `bytes` is the whole archive with
+/// `verify` (every entry is decoded); with `header_only` just its index (the size is then the
+/// file's on disk).
 pub fn describe_archive(
     path: &Path,
     bytes: &[u8],
+    header_only: bool,
     models: &ModelSet,
     limits: &Limits,
     verify: bool,
 ) -> Result<String> {
-    let archive = Archive::parse(bytes, limits)?;
-    let mut ids: Vec<String> = archive
-        .entries
+    let index = ArchiveIndex::parse(bytes, limits)?;
+    let size = if header_only {
+        std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len()
+    } else {
+        bytes.len() as u64
+    };
+    if size < index.file_bytes() {
+        return Err(Error::Truncated("archive payloads"));
+    }
+    if size > index.file_bytes() {
+        return Err(Error::CorruptPayload(format!(
+            "{size} bytes, {} more than its archive index accounts for",
+            size - index.file_bytes()
+        )));
+    }
+    let mut ids: Vec<String> = index
+        .records
         .iter()
         .map(|e| match e.header.model {
             None => "stored".to_string(),
@@ -382,15 +509,16 @@ pub fn describe_archive(
     let mut s = format!(
         "{}: llif archive v1, {} images ({}), models {}, {} bytes ({} index), {} pixels, {:.3} bits/sub-pixel",
         path.display(),
-        archive.entries.len(),
-        if archive.named() { "named" } else { "unnamed" },
+        index.records.len(),
+        if index.named() { "named" } else { "unnamed" },
         ids.join(", "),
-        bytes.len(),
-        archive.index_bytes,
-        archive.pixels(),
-        8.0 * bytes.len() as f64 / archive.samples() as f64
+        size,
+        index.index_bytes,
+        index.pixels(),
+        8.0 * size as f64 / index.samples() as f64
     );
     if verify {
+        let archive = Archive::parse(bytes, limits)?;
         let t = Instant::now();
         archive
             .entries

@@ -336,7 +336,14 @@ pub fn info(a: InfoArgs) -> Result<()> {
             let header_only = !a.verify && std::fs::metadata(f).is_ok_and(|m| m.is_file());
             let (h, bytes) = match read_llif_input(f, &limits, header_only)? {
                 LlifInput::Archive(bytes) => {
-                    return archive_cmds::describe_archive(f, &bytes, &models, &limits, a.verify)
+                    return archive_cmds::describe_archive(
+                        f,
+                        &bytes,
+                        header_only,
+                        &models,
+                        &limits,
+                        a.verify,
+                    )
                 }
                 LlifInput::Image(h, bytes) => (h, bytes),
             };

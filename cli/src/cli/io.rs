@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use llif::format::archive::is_archive;
+use llif::format::archive::{is_archive, ArchiveIndex};
 use llif::format::{Header, MAX_HEADER_BYTES};
 use llif::{Error, Limits, Result};
 
@@ -67,14 +67,14 @@ pub fn read_image_input(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
 /// A `.llif` input: an image file, or an archive.
 pub enum LlifInput {
     Image(Header, Vec<u8>),
+    /// The archive's bytes: all of them, or with `header_only` its index alone.
     Archive(Vec<u8>),
 }
 
-/// Reads a `.llif` input, header first: the magic and the header are checked (against
-/// `limits`) before anything else is read, and then no more than the largest payload that
-/// header allows. So `/dev/zero` or a gigabyte of garbage on stdin fails after a few bytes.
-/// With `header_only`, the payload is not read at all. An archive is read whole, up to the
-/// most an archive within `limits` can take.
+/// Reads a `.llif` input, header first: the magic and the header (an archive's whole index) are
+/// checked against `limits` before anything else is read, and then no more than the payload
+/// bytes the header allows (the archive's index names). So `/dev/zero` or a gigabyte of garbage
+/// on stdin fails after a few bytes. With `header_only`, no payload is read at all.
 pub fn read_llif_input(path: &Path, limits: &Limits, header_only: bool) -> Result<LlifInput> {
     let mut r = open_input(path)?;
     let mut buf = Vec::with_capacity(MAX_HEADER_BYTES);
@@ -83,14 +83,7 @@ pub fn read_llif_input(path: &Path, limits: &Limits, header_only: bool) -> Resul
         .read_to_end(&mut buf)
         .map_err(|e| Error::io(display(path), e))?;
     if is_archive(&buf) {
-        let rest = read_at_most(&mut r, max_archive_bytes(limits), path, || {
-            Error::LimitExceeded(format!(
-                "{}: larger than any archive within the limits can be",
-                display(path).display()
-            ))
-        })?;
-        buf.extend_from_slice(&rest);
-        return Ok(LlifInput::Archive(buf));
+        return read_archive(&mut r, buf, path, limits, header_only);
     }
     let parsed = Header::parse(&buf, limits)?;
     let header = parsed.header;
@@ -113,15 +106,54 @@ pub fn read_llif_input(path: &Path, limits: &Limits, header_only: bool) -> Resul
     Ok(LlifInput::Image(header, buf))
 }
 
-/// A bound on the bytes of an archive within `limits`, generous (every sample at the most a
-/// family's payload takes, 16 bytes for RGBA pixels of the flow's largest extension on small
-/// images aside, and a full index record per image): it only stops endless inputs.
-fn max_archive_bytes(limits: &Limits) -> u64 {
-    let per_image = 1024 + 32 + 8 * 4 * 16 * 16 + 64;
-    limits
-        .max_archive_pixels
-        .saturating_mul(4 * 8)
-        .saturating_add(limits.max_images.saturating_mul(per_image))
+/// Reads an archive whose first bytes are in `buf`: its index first, growing the read until
+/// the index parses (and is checked), then exactly the payload bytes it names, and one more to
+/// tell a longer file. Nothing is read that the index does not account for.
+fn read_archive(
+    r: &mut dyn Read,
+    mut buf: Vec<u8>,
+    path: &Path,
+    limits: &Limits,
+    header_only: bool,
+) -> Result<LlifInput> {
+    let read_err = |e| Error::io(display(path), e);
+    let extent = loop {
+        match ArchiveIndex::parse(&buf, limits) {
+            Ok(index) => break (index.index_bytes, index.file_bytes()),
+            Err(Error::Truncated(_)) => {
+                // Doubling keeps the re-parsing linear in the index's size.
+                let more = buf.len().max(1 << 16) as u64;
+                let before = buf.len();
+                (&mut *r)
+                    .take(more)
+                    .read_to_end(&mut buf)
+                    .map_err(read_err)?;
+                if buf.len() == before {
+                    // At the end of the file: the parse's own error says what is missing.
+                    ArchiveIndex::parse(&buf, limits)?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let (index_bytes, file_bytes) = extent;
+    if header_only {
+        buf.truncate(index_bytes);
+        return Ok(LlifInput::Archive(buf));
+    }
+    let rest = file_bytes.saturating_sub(buf.len() as u64);
+    (&mut *r)
+        .take(rest.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(read_err)?;
+    match (buf.len() as u64).cmp(&file_bytes) {
+        std::cmp::Ordering::Less => Err(Error::Truncated("archive payloads")),
+        std::cmp::Ordering::Greater => Err(Error::CorruptPayload(format!(
+            "{}: longer than its archive index says ({file_bytes} bytes)",
+            display(path).display()
+        ))),
+        std::cmp::Ordering::Equal => Ok(LlifInput::Archive(buf)),
+    }
 }
 
 /// Where an output goes.
