@@ -70,6 +70,12 @@ pub struct PixelCnnFloat {
     weights: Vec<Tensor>,
     biases: Vec<Tensor>,
     masks: Vec<Tensor>,
+    /// Quantization-aware training for the 8-bit engine with 8-bit weights (`--qat8`): the
+    /// first and hidden layers compute with their weights on the grid `llif train int8
+    /// --hidden-bits 8 --uniform-caps` will put them on (per row, `max |w| / 64` steps), and
+    /// their activations on 255 steps of `ACT_MAX_REAL`; gradients pass straight through the
+    /// rounding. The output layer stays float (16-bit weights in the engine).
+    pub qat8: bool,
 }
 
 impl PixelCnnFloat {
@@ -126,7 +132,19 @@ impl PixelCnnFloat {
             weights,
             biases,
             masks,
+            qat8: false,
         })
+    }
+
+    /// Layer `l`'s masked weights as the forward pass uses them (on the 8-bit grid under
+    /// `qat8`, for the first and hidden layers).
+    fn layer_weights(&self, l: usize) -> Tensor {
+        let w = &self.weights[l] * &self.masks[l];
+        if self.qat8 && l + 1 < self.weights.len() {
+            fake_quant_rows(&w, crate::intnet::int8::WEIGHT_MAX_8 as f64)
+        } else {
+            w
+        }
     }
 
     /// Float inputs for `[B, 3, H, W]` `Uint8` images: `[N, D]`, real units.
@@ -142,7 +160,7 @@ impl PixelCnnFloat {
         let n = self.weights.len();
         let mut h = input.shallow_clone();
         for l in 0..n - 1 {
-            let w = &self.weights[l] * &self.masks[l];
+            let w = self.layer_weights(l);
             let z = match precision {
                 Precision::F32 => h.matmul(&w.tr()),
                 // Only the product is bf16 (f32 accumulation inside the kernel); bias,
@@ -153,6 +171,9 @@ impl PixelCnnFloat {
                     .to_kind(Kind::Float),
             };
             h = (z + &self.biases[l]).clamp(0.0, fixed::ACT_MAX_REAL);
+            if self.qat8 {
+                h = fake_quant_uniform(&h, fixed::ACT_MAX_REAL / 255.0);
+            }
         }
         // The output layer stays f32: a bf16 mean near ±1 (±128 levels) would be off by up
         // to half a level, which the loss would feel.
@@ -176,17 +197,30 @@ impl PixelCnnFloat {
     /// as fine as the exactness bound allows; see [`super::quantize`]).
     pub fn to_int(&self, name: &str) -> Result<PixelCnnInt> {
         let mut layers = Vec::new();
-        for (w, b) in self.weights.iter().zip(&self.biases) {
-            let idx = layers.len();
-            let w =
-                Vec::<f32>::try_from((w * &self.masks[idx]).to_device(Device::Cpu).flatten(0, 1))
-                    .map_err(|e| Error::Torch(e.to_string()))?;
+        for (idx, b) in self.biases.iter().enumerate() {
+            let w = tch::no_grad(|| self.layer_weights(idx));
+            let w = Vec::<f32>::try_from(w.to_device(Device::Cpu).flatten(0, 1))
+                .map_err(|e| Error::Torch(e.to_string()))?;
             let b = Vec::<f32>::try_from(b.to_device(Device::Cpu))
                 .map_err(|e| Error::Torch(e.to_string()))?;
             layers.push((w, b));
         }
         super::quantize::quantize_pixelcnn(self.arch, name, &layers)
     }
+}
+
+/// `w` with each row rounded to `levels` steps of its largest magnitude, the gradient passing
+/// straight through (the rounding counts as the identity backwards).
+fn fake_quant_rows(w: &Tensor, levels: f64) -> Tensor {
+    let step = (w.abs().amax([1i64].as_slice(), true) / levels).clamp_min(1e-12);
+    let q = (w / &step).round() * &step;
+    w + (q - w).detach()
+}
+
+/// `x` rounded to multiples of `step`, the gradient passing straight through.
+fn fake_quant_uniform(x: &Tensor, step: f64) -> Tensor {
+    let q = (x / step).round() * step;
+    x + (q - x).detach()
 }
 
 /// NLL in bits of `targets` (`[N, C]`, values 0..=255 as float) under the discretized logistic
@@ -332,5 +366,35 @@ mod tests {
         let diff = (p32 - p16).abs().max().double_value(&[]);
         assert!(diff > 0.0, "bf16 path computed in f32");
         assert!(diff < 0.05, "parameters differ by {diff}");
+    }
+
+    /// Under `qat8` the first and hidden layers compute on the 8-bit engine's grid (each row an
+    /// integer multiple, at most 64, of its step), the output layer does not, and gradients
+    /// still reach every weight through the rounding.
+    #[test]
+    fn qat8_weights_lie_on_the_8_bit_grid_and_still_learn() {
+        let arch = crate::testing::tiny_arch();
+        tch::manual_seed(5);
+        let mut net = PixelCnnFloat::new(arch, Device::Cpu).unwrap();
+        net.qat8 = true;
+        let n = net.weights.len();
+        for l in 0..n {
+            let w = tch::no_grad(|| net.layer_weights(l));
+            let step = w.abs().amax([1i64].as_slice(), true) / 64.0;
+            let k = &w / step.clamp_min(1e-12);
+            let off_grid = (&k - k.round()).abs().max().double_value(&[]);
+            if l + 1 < n {
+                assert!(off_grid < 1e-3, "layer {l}: {off_grid}");
+            } else {
+                assert!(off_grid > 1e-3, "the output layer is not quantized");
+            }
+        }
+        let images = Tensor::randint(256, [2, 3, 8, 8], (Kind::Uint8, Device::Cpu));
+        let loss = net.nll_bits(&images, Precision::F32).mean(Kind::Float);
+        loss.backward();
+        for (l, w) in net.weights.iter().enumerate() {
+            let g = w.grad().abs().sum(Kind::Double).double_value(&[]);
+            assert!(g > 0.0, "layer {l} gets no gradient");
+        }
     }
 }

@@ -46,6 +46,9 @@ pub struct TrainConfig {
     pub cuda: bool,
     /// Train with the hidden layers' matmuls in bf16 ([`Precision::Bf16Hidden`]).
     pub bf16: bool,
+    /// Quantization-aware training for 8-bit weights ([`PixelCnnFloat::qat8`]); validation and
+    /// export then see the quantized network too.
+    pub qat8: bool,
     /// Decay of an exponential moving average of the weights (Polyak averaging, as in
     /// PixelCNN++), e.g. `0.9995`. When set, validation also reports the averaged network,
     /// `OUT.ema.ckpt.ot` holds it, and it is what gets exported.
@@ -344,7 +347,7 @@ impl WeightAverage {
         resume_from: Option<&Path>,
         device: Device,
     ) -> Result<Self> {
-        let (net, updates) = match resume_from {
+        let (mut net, updates) = match resume_from {
             Some(ckpt) => {
                 eprintln!("resuming the weight average from {}", ckpt.display());
                 (load_float(live.arch, ckpt, device)?, None)
@@ -355,6 +358,7 @@ impl WeightAverage {
                 (net, Some(0))
             }
         };
+        net.qat8 = live.qat8;
         let live_vars = live.vs.variables();
         let mut pairs = Vec::new();
         for (name, avg) in net.vs.variables() {
@@ -409,6 +413,7 @@ pub fn train(
     };
     tch::manual_seed(cfg.seed as i64);
     let mut net = PixelCnnFloat::new(cfg.arch, device)?;
+    net.qat8 = cfg.qat8;
     let ckpt = path_with(&cfg.out, ".ckpt.ot");
     let log_path = path_with(&cfg.out, ".train.json");
     let mut state = TrainState::default();
@@ -571,7 +576,8 @@ pub fn export_checkpoint(cfg: &TrainConfig, data: &TrainData) -> Result<PixelCnn
     } else {
         ".ckpt.ot"
     };
-    let net = load_float(cfg.arch, &path_with(&cfg.out, ext), device)?;
+    let mut net = load_float(cfg.arch, &path_with(&cfg.out, ext), device)?;
+    net.qat8 = cfg.qat8;
     export(&net, cfg, data, device)
 }
 

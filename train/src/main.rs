@@ -148,6 +148,10 @@ pub struct Int8Args {
     /// Add the adaptive stage (per-image scale selection, `coding::adaptive`) to the model.
     #[arg(long)]
     adapt: bool,
+    /// Cap every hidden unit's activations at the float network's clamp instead of calibrating
+    /// a cap per unit: the grid a network trained with `pixelcnn --qat8` learned to work on.
+    #[arg(long)]
+    uniform_caps: bool,
     /// Replace OUT if it exists.
     #[arg(long)]
     force: bool,
@@ -204,6 +208,11 @@ pub struct PixelCnnArgs {
     /// layer; validation stays f32). Several times faster on CPUs with AVX-512 BF16.
     #[arg(long)]
     bf16: bool,
+    /// Quantization-aware training for the 8-bit engine with 8-bit weights: the first and
+    /// hidden layers train on the grid of `llif train int8 --hidden-bits 8 --uniform-caps`
+    /// (for fine-tuning a trained network; validation and export use the same grid).
+    #[arg(long)]
+    qat8: bool,
     /// Keep an exponential moving average of the weights with this decay (e.g. 0.9995),
     /// validate it alongside the live weights, and export it. Resumes from OUT.ema.ckpt.ot
     /// when that exists, else starts from the live weights.
@@ -249,6 +258,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
                 eval_every: a.eval_every,
                 cuda: a.cuda,
                 bf16: a.bf16,
+                qat8: a.qat8,
                 ema: a.ema,
             };
             let data = TrainData::load(&data_dir)?;
@@ -369,7 +379,13 @@ fn quantize_int8(a: Int8Args) -> Result<()> {
     });
     let mut bits = vec![a.hidden_bits; arch.hidden_layers + 1];
     bits.push(a.output_bits);
-    let mut m8 = quantize_pixelcnn8(arch, &name, &layers, &calibration.caps(), &bits)?;
+    let caps = if a.uniform_caps {
+        let cap = llif::pixelcnn::arch::fixed::ACT_MAX_REAL as f32;
+        vec![vec![cap; arch.hidden]; arch.hidden_layers + 1]
+    } else {
+        calibration.caps()
+    };
+    let mut m8 = quantize_pixelcnn8(arch, &name, &layers, &caps, &bits)?;
     if a.adapt {
         m8 = m8.with_adaptive_stage()?;
     }
