@@ -202,7 +202,11 @@ fn a_builder_refuses_what_a_reader_would_refuse() {
     assert!(b.push(None, &file).is_err());
     assert!(b.push(Some("../up.png"), &file).is_err());
     assert!(b.push(Some("ok.png"), &file).is_ok());
-    assert!(b.push(Some("ok.png"), &file).is_err());
     assert!(b.push(Some("bad.png"), &file[3..]).is_err());
     assert!(ArchiveBuilder::new(false).finish().is_err());
+    // Names that clash with each other are found when the archive is finished.
+    let mut twice = b.clone();
+    twice.push(Some("ok.png"), &file).unwrap();
+    assert!(twice.finish().is_err());
+    assert!(b.finish().is_ok());
 }

@@ -5,8 +5,6 @@
 //! entry decodes through the same code as a file ([`ArchiveEntry::image_file`]). The archive adds
 //! names, one index with its own check, and the payloads back to back.
 
-use std::collections::HashSet;
-
 use super::{parse_fields, write_leb128, write_leb128_u64, Header, Limits, Reader, MAGIC};
 use crate::error::{Error, Result};
 
@@ -148,7 +146,7 @@ impl<'a> ArchiveIndex<'a> {
         for rec in &records {
             check_record(rec, limits)?;
         }
-        check_names(records.iter().filter_map(|rec| rec.name))?;
+        check_names(records.iter().filter_map(|rec| rec.name)).map_err(Error::InvalidHeader)?;
         let total_pixels = records
             .iter()
             .try_fold(0u64, |sum, rec| sum.checked_add(rec.pixels()))
@@ -184,7 +182,9 @@ impl<'a> ArchiveIndex<'a> {
 
     /// Samples of all entries together.
     pub fn samples(&self) -> u64 {
-        self.records.iter().map(|e| e.header.samples()).sum()
+        self.records
+            .iter()
+            .fold(0u64, |sum, e| sum.saturating_add(e.header.samples()))
     }
 }
 
@@ -222,7 +222,9 @@ impl<'a> Archive<'a> {
 
     /// Samples of all entries together.
     pub fn samples(&self) -> u64 {
-        self.entries.iter().map(|e| e.header.samples()).sum()
+        self.entries
+            .iter()
+            .fold(0u64, |sum, e| sum.saturating_add(e.header.samples()))
     }
 }
 
@@ -302,6 +304,13 @@ fn check_record(rec: &IndexRecord<'_>, limits: &Limits) -> Result<()> {
     }
     let h = &rec.header;
     limits.check(h.width, h.height)?;
+    if h.family == super::CodecFamily::Stored && rec.payload_len != h.samples() {
+        return Err(Error::InvalidHeader(format!(
+            "a stored entry's payload of {} bytes, not its {} samples",
+            rec.payload_len,
+            h.samples()
+        )));
+    }
     if rec.payload_len > h.max_payload_bytes() {
         return Err(Error::InvalidHeader(format!(
             "an entry payload of {} bytes, longer than any valid {}x{} {} file's",
@@ -358,48 +367,36 @@ fn split_payloads<'a>(bytes: &'a [u8], index: ArchiveIndex<'a>) -> Result<Vec<Ar
 }
 
 /// No two names equal, and no name a folder of another (`a.png` beside `a.png/b.png`): each
-/// entry must be able to become a file of its own.
-fn check_names<'n>(names: impl Iterator<Item = &'n str>) -> Result<()> {
-    let mut names_seen = NameSet::default();
-    for name in names {
-        if let Some(problem) = names_seen.insert(name) {
-            return Err(Error::InvalidHeader(problem));
+/// entry must be able to become a file of its own. Sorted by their `/`-separated parts, a name
+/// that is another's folder comes right before the first name inside it, so comparing
+/// neighbours finds every clash, in O(n log n) and no memory beyond the list (a per-folder set
+/// would let deep names of a small archive take gigabytes).
+fn check_names<'n>(names: impl Iterator<Item = &'n str>) -> std::result::Result<(), String> {
+    let mut sorted: Vec<&str> = names.collect();
+    sorted.sort_unstable_by(|a, b| a.split('/').cmp(b.split('/')));
+    for pair in sorted.windows(2) {
+        let (first, next) = (pair[0], pair[1]);
+        if first == next {
+            return Err(format!("two entries are named {first:?}"));
+        }
+        if next.len() > first.len()
+            && next.starts_with(first)
+            && next.as_bytes()[first.len()] == b'/'
+        {
+            return Err(format!(
+                "{first:?} names an entry and the folder of {next:?}"
+            ));
         }
     }
     Ok(())
-}
-
-/// The names of an archive so far, and the folders they lie in.
-#[derive(Clone, Debug, Default)]
-struct NameSet {
-    names: HashSet<String>,
-    folders: HashSet<String>,
-}
-
-impl NameSet {
-    /// Adds `name`, or says why it clashes with the names before it.
-    fn insert(&mut self, name: &str) -> Option<String> {
-        if self.names.contains(name) {
-            return Some(format!("two entries are named {name:?}"));
-        }
-        if self.folders.contains(name) {
-            return Some(format!("{name:?} names an entry and a folder of others"));
-        }
-        let folders: Vec<&str> = name.match_indices('/').map(|(i, _)| &name[..i]).collect();
-        if let Some(f) = folders.iter().find(|f| self.names.contains(**f)) {
-            return Some(format!("{f:?} names an entry and the folder of {name:?}"));
-        }
-        self.folders.extend(folders.into_iter().map(String::from));
-        self.names.insert(name.to_string());
-        None
-    }
 }
 
 /// Writes an archive from complete image files (as `codec::encode_image` makes them).
 #[derive(Clone, Debug)]
 pub struct ArchiveBuilder {
     named: bool,
-    names: NameSet,
+    /// The names so far; clashes between them are found by [`ArchiveBuilder::finish`].
+    names: Vec<String>,
     /// The index records written so far (name, codec byte through check, payload length).
     index: Vec<u8>,
     payloads: Vec<u8>,
@@ -411,7 +408,7 @@ impl ArchiveBuilder {
     pub fn new(named: bool) -> Self {
         ArchiveBuilder {
             named,
-            names: NameSet::default(),
+            names: Vec::new(),
             index: Vec::new(),
             payloads: Vec::new(),
             count: 0,
@@ -457,9 +454,7 @@ impl ArchiveBuilder {
         if let Some(problem) = name_problem(name) {
             return Err(Error::Usage(format!("entry name: {problem}")));
         }
-        if let Some(problem) = self.names.insert(name) {
-            return Err(Error::Usage(problem));
-        }
+        self.names.push(name.to_string());
         write_leb128(&mut self.index, name.len() as u32);
         self.index.extend_from_slice(name.as_bytes());
         Ok(())
@@ -479,6 +474,7 @@ impl ArchiveBuilder {
         if self.count == 0 {
             return Err(Error::Usage("an archive needs at least one image".into()));
         }
+        check_names(self.names.iter().map(String::as_str)).map_err(Error::Usage)?;
         let mut out = Vec::with_capacity(16 + self.index.len() + self.payloads.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&[ARCHIVE_KIND, ARCHIVE_VERSION, MODE_INDEPENDENT]);
@@ -598,7 +594,8 @@ mod tests {
         assert!(name_problem("cats/00001.png").is_none());
         let mut b = ArchiveBuilder::new(true);
         b.push(Some("x.png"), &stored_file(1, 1, 1)).unwrap();
-        assert!(b.push(Some("x.png"), &stored_file(1, 1, 2)).is_err());
+        b.push(Some("x.png"), &stored_file(1, 1, 2)).unwrap();
+        assert!(b.finish().is_err());
         // A duplicate written by hand (index check recomputed) is refused by the reader.
         let one = stored_file(1, 1, 1);
         let mut raw = vec![0x4C, 0xF1, ARCHIVE_KIND, 1, 0, FLAG_NAMED, 2];
@@ -657,13 +654,33 @@ mod tests {
         for (first, second) in [("a.png", "a.png/b.png"), ("d/e/f.png", "d/e")] {
             let mut b = ArchiveBuilder::new(true);
             b.push(Some(first), &stored_file(1, 1, 1)).unwrap();
-            let err = b.push(Some(second), &stored_file(1, 1, 2)).unwrap_err();
+            b.push(Some("d/e-f.png"), &stored_file(1, 1, 1)).unwrap();
+            b.push(Some(second), &stored_file(1, 1, 2)).unwrap();
+            let err = b.finish().unwrap_err();
             assert!(err.to_string().contains("folder"), "{err}");
         }
         let mut b = ArchiveBuilder::new(true);
-        b.push(Some("a.png"), &stored_file(1, 1, 1)).unwrap();
-        b.push(Some("a.pngx/b.png"), &stored_file(1, 1, 1)).unwrap();
-        b.push(Some("a/b.png"), &stored_file(1, 1, 1)).unwrap();
+        for name in [
+            "a.png",
+            "a.pngx/b.png",
+            "a/b.png",
+            "a.png.d/c.png",
+            "a-b/c.png",
+        ] {
+            b.push(Some(name), &stored_file(1, 1, 1)).unwrap();
+        }
+        b.finish().unwrap();
+        // Deep names cost no memory per folder: 2,000 names of 1,000 bytes, each in its own
+        // chain of 500 folders (review of this session: a set of every folder took ~260 KB a
+        // name here).
+        let deep: Vec<String> = (0..2000)
+            .map(|i| format!("{i:06}{}", "/a".repeat(497)))
+            .collect();
+        assert!(check_names(deep.iter().map(String::as_str)).is_ok());
+        let mut clash = deep.clone();
+        clash.push(format!("{:06}{}", 7, "/a".repeat(300)));
+        let err = check_names(clash.iter().map(String::as_str)).unwrap_err();
+        assert!(err.contains("folder"), "{err}");
         // Written by hand (the builder refuses it): the reader refuses it too.
         let one = stored_file(1, 1, 1);
         let mut raw = vec![0x4C, 0xF1, ARCHIVE_KIND, 1, 0, FLAG_NAMED, 2];

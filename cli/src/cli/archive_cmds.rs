@@ -275,12 +275,10 @@ pub fn decompress_archive(a: &DecompressArgs, bytes: &[u8], models: &ModelSet) -
     let dir = archive_folder(a)?;
     let targets = plan_targets(&archive, &dir, a.force)?;
     let t = Instant::now();
+    // Undoes itself when dropped unfinished: on an error, and on a panic.
     let mut extraction = Extraction::default();
-    let result = extract(a, &archive, &targets, models, &mut extraction);
-    if result.is_err() {
-        extraction.undo();
-    }
-    result?;
+    extract(a, &archive, &targets, models, &mut extraction)?;
+    extraction.finished = true;
     if !a.quiet {
         eprintln!(
             "{} -> {}/: {} images, {} pixels ({:.2} s)",
@@ -354,13 +352,28 @@ fn extract(
 
 /// What an extraction has done so far, to undo it on a failure, and to notice two entries
 /// landing on one file (names that differ only in case, or in Unicode normalization, on a
-/// file system that does not tell them apart).
+/// file system that does not tell them apart). Files and folders are identified by (device,
+/// inode), so an undo never removes what the run did not create, even if a folder was swapped
+/// for a symlink meanwhile. (An interrupt leaves the files written so far, as other archivers
+/// do; the one being written is removed.)
 #[derive(Default)]
 struct Extraction {
-    created_files: Vec<PathBuf>,
-    created_folders: Vec<PathBuf>,
-    /// (device, inode) of every file written, with its entry's name.
-    written: std::collections::HashMap<(u64, u64), String>,
+    created_files: Vec<(PathBuf, FileId)>,
+    created_folders: Vec<(PathBuf, FileId)>,
+    /// Every file written, with its entry's name.
+    written: std::collections::HashMap<FileId, String>,
+    /// Set when every entry is written; until then, dropping undoes.
+    finished: bool,
+}
+
+/// (device, inode)
+type FileId = (u64, u64);
+
+fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 impl Extraction {
@@ -374,39 +387,50 @@ impl Extraction {
             .map(Path::to_path_buf)
             .collect();
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        // Outermost last, so that undoing removes the innermost first.
-        self.created_folders.extend(missing.into_iter().rev());
+        // Outermost first, so that undoing (in reverse) removes the innermost first.
+        for folder in missing.into_iter().rev() {
+            if let Some(id) = file_id(&folder) {
+                self.created_folders.push((folder, id));
+            }
+        }
         Ok(())
     }
 
     fn write(&mut self, path: &Path, name: &str, bytes: &[u8], force: bool) -> Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        let existing = std::fs::symlink_metadata(path).ok();
-        if let Some(earlier) = existing
-            .as_ref()
-            .and_then(|m| self.written.get(&(m.dev(), m.ino())))
-        {
+        let existing = file_id(path);
+        if let Some(earlier) = existing.and_then(|id| self.written.get(&id)) {
             return Err(Error::Usage(format!(
                 "entries {earlier} and {name} are the same file in this folder (names that differ only in case or Unicode normalization): extract to a file system that tells them apart"
             )));
         }
         write_file_atomic(path, bytes, force)?;
+        let id = file_id(path).ok_or_else(|| {
+            Error::Internal(format!("{} is gone right after writing", path.display()))
+        })?;
         if existing.is_none() {
-            self.created_files.push(path.to_path_buf());
+            self.created_files.push((path.to_path_buf(), id));
         }
-        let m = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-        self.written.insert((m.dev(), m.ino()), name.to_string());
+        self.written.insert(id, name.to_string());
         Ok(())
     }
+}
 
-    /// Removes the files and (then empty) folders this run created; best effort, since it
-    /// runs on the way out of an error that is reported anyway.
-    fn undo(&self) {
-        for f in &self.created_files {
-            let _ = std::fs::remove_file(f);
+impl Drop for Extraction {
+    /// Removes the files and (then empty) folders this run created, each only if it is still
+    /// the one created; best effort, on the way out of an error that is reported anyway.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
         }
-        for d in self.created_folders.iter().rev() {
-            let _ = std::fs::remove_dir(d);
+        for (f, id) in &self.created_files {
+            if file_id(f) == Some(*id) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        for (d, id) in self.created_folders.iter().rev() {
+            if file_id(d) == Some(*id) {
+                let _ = std::fs::remove_dir(d);
+            }
         }
     }
 }
@@ -534,4 +558,38 @@ pub fn describe_archive(
         s.push_str(&format!(", verified ({:.2} s)", t.elapsed().as_secs_f64()));
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two entries that one file system sees as one file (here made so with `./`, as case
+    /// folding would on another): the second is refused, even with `--force`, and an unfinished
+    /// extraction removes only what it created.
+    #[test]
+    fn two_entries_on_one_file_are_refused_and_undone() {
+        let root = tempfile::tempdir().unwrap();
+        let kept = root.path().join("kept.png");
+        std::fs::write(&kept, b"mine").unwrap();
+        let mut x = Extraction::default();
+        let first = root.path().join("d/a.png");
+        x.create_folders(&first).unwrap();
+        x.write(&first, "d/a.png", b"one", true).unwrap();
+        x.write(&kept, "kept.png", b"replaced", true).unwrap();
+        let same = root.path().join("d/./a.png");
+        let err = x.write(&same, "d/./a.png", b"two", true).unwrap_err();
+        assert!(err.to_string().contains("same file"), "{err}");
+        assert_eq!(std::fs::read(&first).unwrap(), b"one");
+        drop(x);
+        assert!(
+            !root.path().join("d").exists(),
+            "created file and folder removed"
+        );
+        assert_eq!(
+            std::fs::read(&kept).unwrap(),
+            b"replaced",
+            "a replaced file stays"
+        );
+    }
 }
