@@ -742,3 +742,17 @@ fn a_signal_during_the_write_leaves_no_temporary_file() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn an_archive_needing_a_model_this_build_lacks_is_refused_from_its_index() {
+    // The golden archive's entries use test models that are not built in.
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/golden/archives/v1-archive-named-mixed.llif");
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("x");
+    let o = llif(&["decompress", path(&golden), "-o", path(&target)]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown model"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("entry a.png"), "{}", stderr(&o));
+    assert!(!target.exists());
+}

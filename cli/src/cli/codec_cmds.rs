@@ -230,7 +230,7 @@ fn model_set_with(files: &[PathBuf]) -> Result<ModelSet> {
 pub fn decompress(a: DecompressArgs) -> Result<()> {
     let models = model_set_with(&a.model_files)?;
     let limits = a.limits.limits();
-    let (header, bytes) = match read_llif_input(&a.input, &limits, false)? {
+    let (header, bytes) = match read_llif_input(&a.input, &limits, false, Some(&models))? {
         LlifInput::Archive(bytes) => return archive_cmds::decompress_archive(&a, &bytes, &models),
         LlifInput::Image(header, bytes) => (header, bytes),
     };
@@ -334,19 +334,20 @@ pub fn info(a: InfoArgs) -> Result<()> {
         let result = (|| -> Result<String> {
             // Without --verify only the header of a file is read (its size from the file system).
             let header_only = !a.verify && std::fs::metadata(f).is_ok_and(|m| m.is_file());
-            let (h, bytes) = match read_llif_input(f, &limits, header_only)? {
-                LlifInput::Archive(bytes) => {
-                    return archive_cmds::describe_archive(
-                        f,
-                        &bytes,
-                        header_only,
-                        &models,
-                        &limits,
-                        a.verify,
-                    )
-                }
-                LlifInput::Image(h, bytes) => (h, bytes),
-            };
+            let (h, bytes) =
+                match read_llif_input(f, &limits, header_only, a.verify.then_some(&models))? {
+                    LlifInput::Archive(bytes) => {
+                        return archive_cmds::describe_archive(
+                            f,
+                            &bytes,
+                            header_only,
+                            &models,
+                            &limits,
+                            a.verify,
+                        )
+                    }
+                    LlifInput::Image(h, bytes) => (h, bytes),
+                };
             let size = if header_only {
                 std::fs::metadata(f).map_err(|e| Error::io(f, e))?.len()
             } else {

@@ -8,9 +8,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use llif::format::archive::{is_archive, ArchiveIndex};
+use llif::format::archive::{entry_file_name, is_archive, ArchiveIndex};
 use llif::format::{Header, MAX_HEADER_BYTES};
-use llif::{Error, Limits, Result};
+use llif::{Error, Limits, ModelSet, Result};
 
 /// Opens an input: a path, or `-` for standard input.
 fn open_input(path: &Path) -> Result<Box<dyn Read>> {
@@ -75,7 +75,15 @@ pub enum LlifInput {
 /// checked against `limits` before anything else is read, and then no more than the payload
 /// bytes the header allows (the archive's index names). So `/dev/zero` or a gigabyte of garbage
 /// on stdin fails after a few bytes. With `header_only`, no payload is read at all.
-pub fn read_llif_input(path: &Path, limits: &Limits, header_only: bool) -> Result<LlifInput> {
+///
+/// With `models`, a file (or an archive entry) whose model is not among them is refused after
+/// its header (the archive's index), before its payload is read.
+pub fn read_llif_input(
+    path: &Path,
+    limits: &Limits,
+    header_only: bool,
+    models: Option<&ModelSet>,
+) -> Result<LlifInput> {
     let mut r = open_input(path)?;
     let mut buf = Vec::with_capacity(MAX_HEADER_BYTES);
     (&mut r)
@@ -83,10 +91,11 @@ pub fn read_llif_input(path: &Path, limits: &Limits, header_only: bool) -> Resul
         .read_to_end(&mut buf)
         .map_err(|e| Error::io(display(path), e))?;
     if is_archive(&buf) {
-        return read_archive(&mut r, buf, path, limits, header_only);
+        return read_archive(&mut r, buf, path, limits, header_only, models);
     }
     let parsed = Header::parse(&buf, limits)?;
     let header = parsed.header;
+    check_model(&header, models)?;
     if header_only {
         return Ok(LlifInput::Image(header, buf));
     }
@@ -115,11 +124,19 @@ fn read_archive(
     path: &Path,
     limits: &Limits,
     header_only: bool,
+    models: Option<&ModelSet>,
 ) -> Result<LlifInput> {
     let read_err = |e| Error::io(display(path), e);
     let extent = loop {
         match ArchiveIndex::parse(&buf, limits) {
-            Ok(index) => break (index.index_bytes, index.file_bytes()),
+            Ok(index) => {
+                for (i, rec) in index.records.iter().enumerate() {
+                    check_model(&rec.header, models).map_err(|e| {
+                        e.with_context(&format!("entry {}", entry_file_name(rec.name, i)))
+                    })?;
+                }
+                break (index.index_bytes, index.file_bytes());
+            }
             Err(Error::Truncated(_)) => {
                 // Doubling keeps the re-parsing linear in the index's size.
                 let more = buf.len().max(1 << 16) as u64;
@@ -153,6 +170,14 @@ fn read_archive(
             display(path).display()
         ))),
         std::cmp::Ordering::Equal => Ok(LlifInput::Archive(buf)),
+    }
+}
+
+/// Errors when `header` needs a family or model that `models` (given) cannot decode with.
+fn check_model(header: &Header, models: Option<&ModelSet>) -> Result<()> {
+    match models {
+        Some(set) => llif::codec::model_for(header, set).map(|_| ()),
+        None => Ok(()),
     }
 }
 
