@@ -162,9 +162,9 @@ fn write_golden_files() {
             Model::stored(),
         ),
     ];
-    // Every model that has shipped in the binary gets files of its own. New models go in
-    // front of BUILTIN_MODELS, so its reverse is the shipping order; the first model's seeds
-    // are 7, 8, 9 and each later one continues the sequence.
+    // Every model that has shipped in the binary gets files of its own, written once (existing
+    // files are never regenerated, so a model's seeds only matter when its files are first
+    // written): seeds 7, 8, 9 for the last model of BUILTIN_MODELS, continuing towards the first.
     let builtin = ModelSet::builtin();
     for (k, name) in llif::codec::BUILTIN_MODELS
         .iter()
