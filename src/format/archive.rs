@@ -175,16 +175,14 @@ impl<'a> ArchiveIndex<'a> {
         self.records.first().is_some_and(|e| e.name.is_some())
     }
 
-    /// Pixels of all entries together (the parse checked that they fit).
+    /// Pixels of all entries together.
     pub fn pixels(&self) -> u64 {
-        self.records.iter().map(IndexRecord::pixels).sum()
+        total_pixels(self.records.iter().map(|e| &e.header))
     }
 
     /// Samples of all entries together.
     pub fn samples(&self) -> u64 {
-        self.records
-            .iter()
-            .fold(0u64, |sum, e| sum.saturating_add(e.header.samples()))
+        total_samples(self.records.iter().map(|e| &e.header))
     }
 }
 
@@ -217,15 +215,25 @@ impl<'a> Archive<'a> {
 
     /// Pixels of all entries together.
     pub fn pixels(&self) -> u64 {
-        self.entries.iter().map(ArchiveEntry::pixels).sum()
+        total_pixels(self.entries.iter().map(|e| &e.header))
     }
 
     /// Samples of all entries together.
     pub fn samples(&self) -> u64 {
-        self.entries
-            .iter()
-            .fold(0u64, |sum, e| sum.saturating_add(e.header.samples()))
+        total_samples(self.entries.iter().map(|e| &e.header))
     }
+}
+
+/// Pixels of entries with these headers (saturating; a parsed archive's are checked to fit).
+fn total_pixels<'h>(headers: impl Iterator<Item = &'h Header>) -> u64 {
+    headers.fold(0u64, |sum, h| {
+        sum.saturating_add(h.width as u64 * h.height as u64)
+    })
+}
+
+/// Samples of entries with these headers (saturating).
+fn total_samples<'h>(headers: impl Iterator<Item = &'h Header>) -> u64 {
+    headers.fold(0u64, |sum, h| sum.saturating_add(h.samples()))
 }
 
 /// Magic, kind, version, mode and flags; returns whether entries are named.

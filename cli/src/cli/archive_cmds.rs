@@ -277,7 +277,7 @@ pub fn decompress_archive(a: &DecompressArgs, bytes: &[u8], models: &ModelSet) -
     let t = Instant::now();
     // Undoes itself when dropped unfinished: on an error, and on a panic.
     let mut extraction = Extraction::default();
-    extract(a, &archive, &targets, models, &mut extraction)?;
+    extract(a, &dir, &archive, &targets, models, &mut extraction)?;
     extraction.finished = true;
     if !a.quiet {
         eprintln!(
@@ -314,13 +314,13 @@ fn archive_folder(a: &DecompressArgs) -> Result<PathBuf> {
 /// file at a time, which the signal handler removes on an interrupt).
 fn extract(
     a: &DecompressArgs,
+    dir: &Path,
     archive: &Archive<'_>,
     targets: &[(PathBuf, String)],
     models: &ModelSet,
     extraction: &mut Extraction,
 ) -> Result<()> {
     let limits = a.limits.limits();
-    let dir = archive_folder(a)?;
     let bar = progress(archive.entries.len() as u64, "decompressing");
     for batch in batches(archive) {
         let images = batch
@@ -340,7 +340,7 @@ fn extract(
             let (path, name) = &targets[i];
             let encoded = llif::corpus::encode_for_path(&image, path)?;
             // Checked again just before writing: a folder may have become a symlink since.
-            refuse_symlinked_folders(&dir, name)?;
+            refuse_symlinked_folders(dir, name)?;
             extraction.create_folders(path)?;
             extraction.write(path, name, &encoded, a.force)?;
             bar.inc(1);

@@ -137,7 +137,7 @@ fn read_archive(
                 }
                 break (index.index_bytes, index.file_bytes());
             }
-            Err(Error::Truncated(_)) => {
+            Err(e @ Error::Truncated(_)) => {
                 // Doubling keeps the re-parsing linear in the index's size.
                 let more = buf.len().max(1 << 16) as u64;
                 let before = buf.len();
@@ -146,8 +146,7 @@ fn read_archive(
                     .read_to_end(&mut buf)
                     .map_err(read_err)?;
                 if buf.len() == before {
-                    // At the end of the file: the parse's own error says what is missing.
-                    ArchiveIndex::parse(&buf, limits)?;
+                    return Err(e); // the file ends inside its index
                 }
             }
             Err(e) => return Err(e),
