@@ -17,7 +17,7 @@ fn main() -> llif::Result<()> {
     let records = llif::corpus::read_cifar(std::path::Path::new(&args[2]), Some(n))?;
     let mut sums: Vec<Vec<f64>> = Vec::new();
     for r in &records {
-        let b = model.bits_by_plane_and_level(&r.image)?;
+        let b = model.bits_by_group_and_level(&r.image)?;
         if sums.is_empty() {
             sums = b.iter().map(|l| vec![0.0; l.len()]).collect();
         }

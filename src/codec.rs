@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use crate::error::{Error, Result};
 use crate::family::{self, DecodeControl, FamilyModel, StoredModel};
 use crate::format::{self, CodecFamily, Header, Limits, ModelId, FORMAT_VERSION};
-use crate::image::Image;
+use crate::image::{ChannelLayout, Image};
 
 /// A model compiled into llif.
 #[derive(Clone, Copy, Debug)]
@@ -22,44 +22,55 @@ pub struct BuiltinModel {
     pub file: &'static [u8],
     /// Its card's headline figures (`models/README.md`).
     pub headline: &'static str,
+    /// One of the models the encoder chooses among per image when the user names no model, or
+    /// only its family ([`ModelSet::choice`]); the first model of the list always is.
+    pub chosen_per_image: bool,
 }
 
 /// The models compiled into llif, best first (cards in `models/README.md`). A model that has
 /// shipped stays in this list, so every file written with it keeps decoding; a better model is
-/// added in front. `default` is the first; a family name picks the first of that family.
+/// added in front. `default` is the first; a family name picks the first of that family. When
+/// the user names no model, or only a family, the encoder chooses per image between that first
+/// model and the models of its family marked `chosen_per_image` ([`ModelChoice`]).
 pub const BUILTIN_MODELS: &[BuiltinModel] = &[
     BuiltinModel {
         name: "pixelcnn-r3h288-v4-int8-adapt",
         file: include_bytes!("../models/pixelcnn-r3h288-v4-int8-adapt.llifm"),
         headline:
             "CIFAR-10 test 3.558 bpsp, photos/test 3.334 bpsp (JPEG XL 3.416); trained on all 50,000 CIFAR-10 images",
+        chosen_per_image: false,
     },
     BuiltinModel {
         name: "pixelcnn-r3h288-v4q8-int8-adapt",
         file: include_bytes!("../models/pixelcnn-r3h288-v4q8-int8-adapt.llifm"),
         headline:
             "CIFAR-10 test 3.587 bpsp, photos/test 3.342 bpsp; the fast one: 8-bit weights, 0.63 of v3's decode time at 512x512",
+        chosen_per_image: false,
     },
     BuiltinModel {
         name: "pixelcnn-r3h192-v3-int8-adapt",
         file: include_bytes!("../models/pixelcnn-r3h192-v3-int8-adapt.llifm"),
         headline:
             "CIFAR-10 test 3.603 bpsp, photos/test 3.361 bpsp; 512x512 photos in 0.55 of v3's time",
+        chosen_per_image: false,
     },
     BuiltinModel {
         name: "pixelcnn-r3h192-v3",
         file: include_bytes!("../models/pixelcnn-r3h192-v3.llifm"),
         headline: "CIFAR-10 test 3.594 bpsp, photos/test 3.384 bpsp",
+        chosen_per_image: false,
     },
     BuiltinModel {
         name: "pixelcnn-r3h192-v2",
         file: include_bytes!("../models/pixelcnn-r3h192-v2.llifm"),
         headline: "CIFAR-10 test 3.616 bpsp, photos/test 3.397 bpsp",
+        chosen_per_image: false,
     },
     BuiltinModel {
         name: "pixelcnn-r3h192-v1",
         file: include_bytes!("../models/pixelcnn-r3h192-v1.llifm"),
         headline: "CIFAR-10 test 3.707 bpsp, photos/test 3.451 bpsp",
+        chosen_per_image: false,
     },
 ];
 /// The default model's file.
@@ -125,6 +136,7 @@ pub struct ModelSet {
 struct Entry {
     name: String,
     file: Option<&'static [u8]>,
+    chosen_per_image: bool,
     id: OnceLock<Option<ModelId>>,
     model: OnceLock<Model>,
 }
@@ -160,6 +172,7 @@ impl ModelSet {
             .map(|b| Entry {
                 name: b.name.to_string(),
                 file: Some(b.file),
+                chosen_per_image: b.chosen_per_image,
                 id: OnceLock::new(),
                 model: OnceLock::new(),
             })
@@ -172,6 +185,7 @@ impl ModelSet {
         self.models.push(Entry {
             name: name.to_string(),
             file: None,
+            chosen_per_image: false,
             id: OnceLock::new(),
             model: OnceLock::from(model),
         });
@@ -209,6 +223,25 @@ impl ModelSet {
         self.by_id(id).cloned()
     }
 
+    /// What `key` lets the encoder use ([`ModelSet::find`]'s keys): for `default` and a family
+    /// name, the model `find` gives and, after it, the other models of its family marked
+    /// [`BuiltinModel::chosen_per_image`], the encoder choosing per image; for any other key
+    /// the one model it names.
+    pub fn choice(&self, key: &str) -> Option<ModelChoice> {
+        let first = self.find(key)?;
+        let mut models = vec![first.clone()];
+        if key == DEFAULT_MODEL_NAME || CodecFamily::from_name(key).is_some() {
+            let others = self
+                .models
+                .iter()
+                .filter(|e| e.chosen_per_image)
+                .map(Entry::model)
+                .filter(|m| m.family() == first.family() && m.id() != first.id());
+            models.extend(others.cloned());
+        }
+        Some(ModelChoice { models })
+    }
+
     pub fn by_id(&self, id: ModelId) -> Option<&Model> {
         self.models
             .iter()
@@ -219,6 +252,78 @@ impl ModelSet {
     /// `(name, model)` pairs (parses every built-in model).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Model)> {
         self.models.iter().map(|e| (e.name.as_str(), e.model()))
+    }
+}
+
+/// The models an encoder may code an image with: the first, unless another one's estimate for
+/// the image ([`FamilyModel::estimate_cost`], a teacher-forced pass over a grid of its pixels)
+/// is lower. The file names the model it was coded with, so a decoder needs nothing of this.
+#[derive(Clone, Debug)]
+pub struct ModelChoice {
+    /// Never empty; the first is preferred on ties and when a model gives no estimate.
+    models: Vec<Model>,
+}
+
+impl From<Model> for ModelChoice {
+    fn from(model: Model) -> ModelChoice {
+        ModelChoice {
+            models: vec![model],
+        }
+    }
+}
+
+impl ModelChoice {
+    /// A choice among `models`, the first preferred; `None` when there are none.
+    pub fn new(models: Vec<Model>) -> Option<ModelChoice> {
+        (!models.is_empty()).then_some(ModelChoice { models })
+    }
+
+    pub fn models(&self) -> &[Model] {
+        &self.models
+    }
+
+    /// The preferred model.
+    pub fn first(&self) -> &Model {
+        &self.models[0]
+    }
+
+    /// The largest working memory of the candidates (check it before [`ModelChoice::choose`],
+    /// which runs them).
+    pub fn working_memory(&self, width: u32, height: u32, layout: ChannelLayout) -> u64 {
+        self.models
+            .iter()
+            .map(|m| m.family_model().working_memory(width, height, layout))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The model to code `image` with: the lowest estimate per sample, the earlier model on
+    /// ties; the first when any candidate gives no estimate.
+    pub fn choose(&self, image: &Image) -> Result<&Model> {
+        if self.models.len() == 1 {
+            return Ok(&self.models[0]);
+        }
+        let mut best: Option<(&Model, family::CostEstimate)> = None;
+        for m in &self.models {
+            let Some(e) = on_worker_thread(|| m.family_model().estimate_cost(image))? else {
+                return Ok(&self.models[0]);
+            };
+            // Compare cost per sample without division: a·n_b < b·n_a.
+            let better = best.as_ref().is_none_or(|(_, b)| {
+                (e.cost_q16 as u128) * (b.samples as u128)
+                    < (b.cost_q16 as u128) * (e.samples as u128)
+            });
+            if better {
+                best = Some((m, e));
+            }
+        }
+        Ok(best.map_or(&self.models[0], |(m, _)| m))
+    }
+
+    /// Names for reports: `name` alone, or `a | b` for a choice.
+    pub fn describe(&self) -> String {
+        let names: Vec<String> = self.models.iter().map(Model::name).collect();
+        names.join(" | ")
     }
 }
 
@@ -414,17 +519,18 @@ pub struct ArchiveInput<'a> {
 }
 
 /// Encodes images into one archive (SPEC.md "Archives"), each entry as [`encode_image_with`]
-/// would write it alone, in parallel. Names must be all given or all absent.
+/// would write it alone with the model `models` chooses for it, in parallel. Names must be all
+/// given or all absent. (One model: `&model.into()`.)
 pub fn encode_archive(
     images: &[ArchiveInput<'_>],
-    model: &Model,
+    models: &ModelChoice,
     options: &EncodeOptions,
 ) -> Result<Vec<u8>> {
     use rayon::prelude::*;
     let named = images.first().is_some_and(|i| i.name.is_some());
     let files: Vec<Encoded> = images
         .par_iter()
-        .map(|i| encode_image_with(i.image, model, options))
+        .map(|i| encode_image_with(i.image, models.choose(i.image)?, options))
         .collect::<Result<_>>()?;
     let mut builder = format::archive::ArchiveBuilder::new(named);
     for (input, file) in images.iter().zip(&files) {

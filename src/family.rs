@@ -23,6 +23,24 @@ pub struct FamilyPayload {
     pub ideal_bits: Option<f64>,
 }
 
+/// What coding an image would cost with a model, estimated from a sample of it
+/// ([`FamilyModel::estimate_cost`]): for choosing among models before coding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CostEstimate {
+    /// Code length of the sampled samples, in 2^-16 bits (an integer, so every machine makes
+    /// the same choice).
+    pub cost_q16: u64,
+    /// How many samples were looked at.
+    pub samples: u64,
+}
+
+impl CostEstimate {
+    /// Estimated bits per sampled sample.
+    pub fn bits_per_sample(&self) -> f64 {
+        self.cost_q16 as f64 / 65536.0 / self.samples.max(1) as f64
+    }
+}
+
 /// Lets a caller follow a long decode and stop it (e.g. from another thread, or a UI).
 ///
 /// ```
@@ -99,6 +117,13 @@ pub trait FamilyModel:
 
     /// Encodes the samples of `image` into a payload.
     fn encode(&self, image: &Image) -> Result<FamilyPayload>;
+
+    /// Estimates what [`FamilyModel::encode`] would spend on `image` from a fixed sample of its
+    /// pixels (the same sample for every model of the family, so estimates compare). `None`:
+    /// this model gives no estimate, and is chosen only when named.
+    fn estimate_cost(&self, _image: &Image) -> Result<Option<CostEstimate>> {
+        Ok(None)
+    }
 
     /// Decodes the samples (`header.samples()` bytes, interleaved) of the image `header`
     /// describes from `payload`. The caller has checked the header against its limits and that

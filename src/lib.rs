@@ -52,9 +52,9 @@ pub mod testing;
 pub use codec::{
     decode_archive, decode_archive_entry, decode_image, decode_image_with, encode_archive,
     encode_image, encode_image_with, encode_image_with_stats, read_header, ArchiveInput,
-    EncodeOptions, Encoded, Model, ModelSet,
+    EncodeOptions, Encoded, Model, ModelChoice, ModelSet,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use family::{DecodeControl, FamilyModel};
+pub use family::{CostEstimate, DecodeControl, FamilyModel};
 pub use format::{CodecFamily, Header, Limits, ModelId};
 pub use image::{ChannelLayout, Image};

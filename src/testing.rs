@@ -176,7 +176,7 @@ pub fn random_flow_mixture(
     translation: f64,
     seed: u64,
 ) -> crate::flow::FlowModel {
-    use crate::flow::model::{FlowMeta, FlowNet, NetKind, PLANE_IDF_1, ROLES, TRANSLATION_LIMIT};
+    use crate::flow::model::{FlowMeta, PLANE_IDF_1};
     let mut rng = StdRng::seed_from_u64(seed);
     let meta = FlowMeta {
         family: "flow".into(),
@@ -186,11 +186,33 @@ pub fn random_flow_mixture(
         couplings,
         hidden,
         components,
+        colours: 1,
+        plane: None,
     };
+    let nets = random_flow_networks(&meta, translation, &mut rng);
+    let bytes = crate::flow::FlowModel {
+        meta,
+        nets,
+        id: crate::format::ModelId(0),
+        engine: crate::flow::Engine::Reference,
+        plane: None,
+    }
+    .to_bytes();
+    crate::flow::FlowModel::from_bytes(&bytes).unwrap()
+}
+
+/// Random networks for every network `meta` lists (see [`random_flow`]).
+fn random_flow_networks(
+    meta: &crate::flow::FlowMeta,
+    translation: f64,
+    rng: &mut StdRng,
+) -> Vec<crate::flow::model::FlowNet> {
+    use crate::flow::model::{FlowNet, NetKind, ROLES, TRANSLATION_LIMIT};
+    let hidden = meta.hidden;
     let mut nets = Vec::new();
     for (kind, _, i, o) in meta.networks() {
         let first = random_u8_layer(
-            &mut rng,
+            rng,
             9 * i,
             hidden,
             WeightBits::Eight,
@@ -198,7 +220,7 @@ pub fn random_flow_mixture(
             (0, 255),
         );
         let middle = random_u8_layer(
-            &mut rng,
+            rng,
             hidden,
             hidden,
             WeightBits::Eight,
@@ -209,7 +231,7 @@ pub fn random_flow_mixture(
             NetKind::Coupling => {
                 let lim = TRANSLATION_LIMIT.min((translation * 8.0).max(64.0) as i32);
                 random_u8_layer(
-                    &mut rng,
+                    rng,
                     9 * hidden,
                     o,
                     WeightBits::Sixteen,
@@ -218,7 +240,7 @@ pub fn random_flow_mixture(
                 )
             }
             NetKind::Prior => random_u8_layer(
-                &mut rng,
+                rng,
                 9 * hidden,
                 o,
                 WeightBits::Sixteen,
@@ -236,14 +258,55 @@ pub fn random_flow_mixture(
             .collect();
         nets.push(FlowNet::new(kind, (i, o), [first, middle, last], role_bias).unwrap());
     }
+    nets
+}
+
+/// A real joint flow (`joint-idf-2`) with random weights, as [`random_flow`]: a joint flow of
+/// `levels` levels for the colour planes and a plane flow of `plane_levels` for gray and alpha.
+pub fn random_joint_flow(
+    levels: usize,
+    couplings: usize,
+    hidden: usize,
+    plane_levels: usize,
+    translation: f64,
+    seed: u64,
+) -> crate::flow::FlowModel {
+    use crate::flow::model::{FlowMeta, PlaneFlowMeta, JOINT_IDF_2};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let meta = FlowMeta {
+        family: "flow".into(),
+        name: format!("random-joint-flow-{levels}x{couplings}-h{hidden}-{seed}"),
+        flow: JOINT_IDF_2.into(),
+        levels,
+        couplings,
+        hidden,
+        components: 2,
+        colours: 3,
+        plane: Some(PlaneFlowMeta {
+            levels: plane_levels,
+            couplings,
+            hidden: hidden + 1,
+            components: 1,
+        }),
+    };
+    let nets = random_flow_networks(&meta, translation, &mut rng);
+    let plane_meta = meta.plane_meta().expect("a joint flow has a plane flow");
+    let plane_nets = random_flow_networks(&plane_meta, translation, &mut rng);
     let bytes = crate::flow::FlowModel {
         meta,
         nets,
         id: crate::format::ModelId(0),
         engine: crate::flow::Engine::Reference,
+        plane: Some(Box::new(crate::flow::FlowModel {
+            meta: plane_meta,
+            nets: plane_nets,
+            id: crate::format::ModelId(0),
+            engine: crate::flow::Engine::Reference,
+            plane: None,
+        })),
     }
     .to_bytes();
-    crate::flow::FlowModel::from_bytes(&bytes).unwrap()
+    crate::flow::FlowModel::from_bytes(&bytes).expect("a valid joint flow")
 }
 
 /// A random 8-bit layer on bytes spread over `0..=255`, biased and scaled so that output `o`

@@ -69,8 +69,14 @@ fn archives_round_trip_every_family_layout_and_size_named_and_unnamed() {
                 })
                 .collect();
             let options = EncodeOptions::default().with_stored_fallback(false);
-            let one = in_pool(1, || encode_archive(&inputs, model, &options)).unwrap();
-            let two = in_pool(2, || encode_archive(&inputs, model, &options)).unwrap();
+            let one = in_pool(1, || {
+                encode_archive(&inputs, &model.clone().into(), &options)
+            })
+            .unwrap();
+            let two = in_pool(2, || {
+                encode_archive(&inputs, &model.clone().into(), &options)
+            })
+            .unwrap();
             assert_eq!(
                 one, two,
                 "{family}: the archive depends on the thread count"
@@ -99,7 +105,7 @@ fn an_entry_is_the_file_the_image_would_be_alone() {
         .map(|image| ArchiveInput { name: None, image })
         .collect();
     let options = EncodeOptions::default();
-    let bytes = encode_archive(&inputs, &model, &options).unwrap();
+    let bytes = encode_archive(&inputs, &model.clone().into(), &options).unwrap();
     let archive = Archive::parse(&bytes, &Limits::default()).unwrap();
     let mut files_total = 0;
     for (entry, image) in archive.entries.iter().zip(&images) {
@@ -133,7 +139,7 @@ fn damaged_archives_are_typed_errors_never_images() {
             image,
         })
         .collect();
-    let bytes = encode_archive(&inputs, &model, &EncodeOptions::default()).unwrap();
+    let bytes = encode_archive(&inputs, &model.clone().into(), &EncodeOptions::default()).unwrap();
     // Every truncation.
     for len in 0..bytes.len() {
         let err = decode_archive(&bytes[..len], &set, &Limits::default()).unwrap_err();
@@ -171,7 +177,7 @@ fn an_archive_without_its_model_is_unsupported_and_limits_hold() {
         .map(|image| ArchiveInput { name: None, image })
         .collect();
     let options = EncodeOptions::default().with_stored_fallback(false);
-    let bytes = encode_archive(&inputs, &model, &options).unwrap();
+    let bytes = encode_archive(&inputs, &model.clone().into(), &options).unwrap();
     let err = decode_archive(&bytes, &ModelSet::empty(), &Limits::default()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     let set = model_set(&[("flow", model)]);

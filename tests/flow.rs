@@ -5,7 +5,8 @@
 use llif::flow::{Engine, FlowModel};
 use llif::intnet::int8::Kernel;
 use llif::testing::{
-    encode_with_model, in_pool, noise_image, random_flow, random_flow_mixture, synthetic_image,
+    encode_with_model, in_pool, noise_image, random_flow, random_flow_mixture, random_joint_flow,
+    synthetic_image,
 };
 use llif::{decode_image, ChannelLayout, Error, Image, Limits, Model, ModelSet};
 
@@ -31,9 +32,25 @@ fn round_trip(model: &Model, img: &Image) -> Vec<u8> {
     bytes
 }
 
+/// A `plane-idf-1` flow and `joint-idf-2` flows whose plane flow has fewer, as many and more
+/// levels than the joint one (the extension follows the larger).
+fn flows() -> Vec<Model> {
+    vec![
+        Model::new(random_flow(2, 2, 8, 6.0, 1)),
+        Model::new(random_joint_flow(2, 2, 8, 1, 6.0, 2)),
+        Model::new(random_joint_flow(2, 1, 5, 2, 6.0, 3)),
+        Model::new(random_joint_flow(1, 2, 6, 3, 6.0, 4)),
+    ]
+}
+
 #[test]
 fn flows_round_trip_every_layout_and_size() {
-    let model = Model::new(random_flow(2, 2, 8, 6.0, 1));
+    for model in flows() {
+        round_trip_every_layout_and_size(&model);
+    }
+}
+
+fn round_trip_every_layout_and_size(model: &Model) {
     for (i, layout) in LAYOUTS.into_iter().enumerate() {
         for (j, (w, h)) in [
             (1, 1),
@@ -49,10 +66,10 @@ fn flows_round_trip_every_layout_and_size() {
         .enumerate()
         {
             let seed = (i * 10 + j) as u64;
-            round_trip(&model, &synthetic_image(w, h, layout, 6, seed));
-            round_trip(&model, &noise_image(w, h, layout, seed));
+            round_trip(model, &synthetic_image(w, h, layout, 6, seed));
+            round_trip(model, &noise_image(w, h, layout, seed));
             round_trip(
-                &model,
+                model,
                 &Image::filled(w, h, layout, [0, 255, 128][j % 3]).unwrap(),
             );
         }
@@ -87,11 +104,14 @@ fn every_architecture_size_round_trips() {
 /// windows: every one of them is coded through an escape and still decodes.
 #[test]
 fn latents_far_outside_the_windows_round_trip() {
-    let model = Model::new(random_flow(2, 4, 6, 3000.0, 9));
-    for (w, h) in [(1, 1), (3, 5), (11, 6)] {
-        for layout in [ChannelLayout::Gray, ChannelLayout::Rgba] {
-            round_trip(&model, &noise_image(w, h, layout, w as u64));
-            round_trip(&model, &Image::filled(w, h, layout, 255).unwrap());
+    let plane = Model::new(random_flow(2, 4, 6, 3000.0, 9));
+    let joint = Model::new(random_joint_flow(2, 4, 6, 2, 3000.0, 10));
+    for model in [plane, joint] {
+        for (w, h) in [(1, 1), (3, 5), (11, 6)] {
+            for layout in [ChannelLayout::Gray, ChannelLayout::Rgba] {
+                round_trip(&model, &noise_image(w, h, layout, w as u64));
+                round_trip(&model, &Image::filled(w, h, layout, 255).unwrap());
+            }
         }
     }
 }
@@ -100,21 +120,72 @@ fn latents_far_outside_the_windows_round_trip() {
 /// i64 reference writes.
 #[test]
 fn every_kernel_and_thread_count_writes_the_reference_bytes() {
-    let flow = random_flow(2, 2, 12, 8.0, 4);
     let img = synthetic_image(19, 10, ChannelLayout::Rgba, 8, 2);
-    let reference = Model::new(flow.clone().with_engine(Engine::Reference));
-    let want = encode_with_model(&img, &reference).unwrap();
-    for kernel in Kernel::available() {
-        let model = Model::new(flow.clone().with_engine(Engine::Kernel(kernel)));
-        for threads in [1, 2, 3] {
-            let got = in_pool(threads, || encode_with_model(&img, &model)).unwrap();
-            assert_eq!(got, want, "{kernel:?}, {threads} threads");
+    for flow in [
+        random_flow(2, 2, 12, 8.0, 4),
+        random_joint_flow(2, 2, 12, 2, 8.0, 5),
+    ] {
+        let reference = Model::new(flow.clone().with_engine(Engine::Reference));
+        let want = encode_with_model(&img, &reference).unwrap();
+        for kernel in Kernel::available() {
+            let model = Model::new(flow.clone().with_engine(Engine::Kernel(kernel)));
+            for threads in [1, 2, 3] {
+                let got = in_pool(threads, || encode_with_model(&img, &model)).unwrap();
+                assert_eq!(got, want, "{kernel:?}, {threads} threads");
+            }
         }
     }
 }
 
+/// A joint model codes an RGB image's colour planes together: its latents differ from what
+/// the same model's plane flow alone would give (the file is not a plane model's in disguise),
+/// and a gray image is coded by the plane flow exactly as a plane model with those networks.
+#[test]
+fn a_joint_model_codes_colour_jointly_and_gray_with_its_plane_flow() {
+    let joint = random_joint_flow(2, 2, 7, 2, 6.0, 11);
+    let groups = joint.groups(ChannelLayout::Rgba);
+    assert_eq!(groups.len(), 2);
+    assert_eq!((groups[0].planes.clone(), groups[0].role), (0..3, 0));
+    assert_eq!((groups[1].planes.clone(), groups[1].role), (3..4, 3));
+    assert!(std::ptr::eq(groups[1].flow, joint.plane_flow()));
+    let gray = joint.groups(ChannelLayout::GrayAlpha);
+    assert_eq!(gray.iter().map(|g| g.role).collect::<Vec<_>>(), vec![0, 3]);
+    assert!(gray
+        .iter()
+        .all(|g| std::ptr::eq(g.flow, joint.plane_flow())));
+
+    // The plane flow as a model of its own (a plane-idf-1 file) codes gray images to the same
+    // payload (the header's model id differs, so compare payload bits).
+    let mut alone = joint.plane_flow().clone();
+    alone.meta.flow = llif::flow::model::PLANE_IDF_1.into();
+    let alone = FlowModel::from_bytes(&alone.to_bytes()).unwrap();
+    let img = synthetic_image(10, 7, ChannelLayout::Gray, 5, 3);
+    assert_eq!(
+        joint.encode_payload(&img).unwrap(),
+        alone.encode_payload(&img).unwrap()
+    );
+}
+
 #[test]
 fn model_files_round_trip_and_unknown_architectures_are_unsupported() {
+    let joint = random_joint_flow(2, 2, 5, 3, 5.0, 6);
+    let bytes = joint.to_bytes();
+    let again = FlowModel::from_bytes(&bytes).unwrap();
+    assert_eq!(again.to_bytes(), bytes);
+    assert_eq!(
+        again.plane.as_ref().unwrap().nets,
+        joint.plane.as_ref().unwrap().nets
+    );
+    for cut in [bytes.len() - 1, bytes.len() / 2, 40] {
+        assert!(FlowModel::from_bytes(&bytes[..cut]).is_err());
+    }
+    // A joint flow without its plane flow, or a plane flow with one, is invalid.
+    let text = String::from_utf8_lossy(&bytes).replace("joint-idf-2", "plane-idf-1");
+    assert!(matches!(
+        FlowModel::from_bytes(text.as_bytes()),
+        Err(Error::InvalidModel(_))
+    ));
+
     let flow = random_flow(2, 3, 7, 5.0, 3);
     let bytes = flow.to_bytes();
     let again = FlowModel::from_bytes(&bytes).unwrap();
@@ -142,7 +213,11 @@ fn model_files_round_trip_and_unknown_architectures_are_unsupported() {
 /// right picture), never a panic or a wrong picture.
 #[test]
 fn damaged_flow_files_are_typed_errors() {
-    let model = Model::new(random_flow(2, 2, 6, 6.0, 8));
+    damaged_files_are_typed_errors(Model::new(random_flow(2, 2, 6, 6.0, 8)));
+    damaged_files_are_typed_errors(Model::new(random_joint_flow(2, 2, 6, 1, 6.0, 8)));
+}
+
+fn damaged_files_are_typed_errors(model: Model) {
     let models = set_of(&model);
     let img = synthetic_image(9, 7, ChannelLayout::Rgb, 5, 1);
     let bytes = encode_with_model(&img, &model).unwrap();

@@ -4,37 +4,51 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::BenchCodec;
-use crate::codec::{decode_image, encode_image_with_stats, Model, ModelSet};
+use crate::codec::{decode_image, encode_image_with_stats, ModelChoice, ModelSet};
 use crate::error::{Error, Result};
 use crate::format::archive::{Archive, ArchiveBuilder};
 use crate::format::Limits;
 use crate::image::Image;
 
-/// A `.llif` codec with one model. `model_bits` reports the ideal code length the model gave
+/// A `.llif` codec with one model, or a choice of models made per image as the CLI makes it
+/// (`llif-pixelcnn` for `-m default`). `model_bits` reports the ideal code length the model gave
 /// the image at encode time (Σ −log2 p, no header, no coder overhead).
 pub struct LlifCodec {
     label: String,
-    model: Model,
+    choice: ModelChoice,
     models: ModelSet,
     ideal: Mutex<HashMap<u64, f64>>,
+    /// How many images each candidate coded (by position in the choice).
+    chosen: Mutex<Vec<usize>>,
 }
 
 impl LlifCodec {
-    pub fn new(model: Model) -> LlifCodec {
-        let label = format!("llif-{}", model.family());
+    pub fn new(choice: impl Into<ModelChoice>) -> LlifCodec {
+        let choice = choice.into();
+        let label = format!("llif-{}", choice.first().family());
         let mut models = ModelSet::empty();
-        models.add(&model.name(), model.clone());
+        for m in choice.models() {
+            models.add(&m.name(), m.clone());
+        }
+        let chosen = Mutex::new(vec![0; choice.models().len()]);
         LlifCodec {
             label,
-            model,
+            choice,
             models,
             ideal: Mutex::new(HashMap::new()),
+            chosen,
         }
     }
 
-    /// Named `llif MODEL` instead of `llif-FAMILY`, for a bench of several models side by side.
+    /// Named `llif MODEL` instead of `llif-FAMILY`, for a bench of several models side by side
+    /// (a choice of models by its first and `+`).
     pub fn labelled_by_model(mut self) -> LlifCodec {
-        self.label = format!("llif {}", self.model.name());
+        let plus = if self.choice.models().len() > 1 {
+            "+"
+        } else {
+            ""
+        };
+        self.label = format!("llif {}{plus}", self.choice.first().name());
         self
     }
 }
@@ -74,7 +88,18 @@ impl BenchCodec for LlifCodec {
     }
 
     fn encode(&self, img: &Image) -> Result<Vec<u8>> {
-        let enc = encode_image_with_stats(img, &self.model)?;
+        let model = self.choice.choose(img)?;
+        if let Some(i) = self
+            .choice
+            .models()
+            .iter()
+            .position(|m| m.id() == model.id())
+        {
+            if let Ok(mut c) = self.chosen.lock() {
+                c[i] += 1;
+            }
+        }
+        let enc = encode_image_with_stats(img, model)?;
         if let Some(bits) = enc.ideal_bits {
             if let Ok(mut m) = self.ideal.lock() {
                 m.insert(key(img), bits);
@@ -100,11 +125,29 @@ impl BenchCodec for LlifCodec {
     }
 
     fn notes(&self) -> Vec<String> {
+        let chosen = self.chosen.lock().map(|c| c.clone()).unwrap_or_default();
+        let models: Vec<String> = self
+            .choice
+            .models()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let id = m.id().map(|i| i.to_string()).unwrap_or_default();
+                match (self.choice.models().len(), chosen.get(i)) {
+                    (1, _) | (_, None) => format!("{} (id {id})", m.name()),
+                    (_, Some(n)) => format!("{} (id {id}, chosen for {n} images)", m.name()),
+                }
+            })
+            .collect();
+        let word = if models.len() > 1 {
+            "models chosen per image"
+        } else {
+            "model"
+        };
         vec![format!(
-            "{}: model {} (id {}); model bpsp is the model's ideal code length without header and coder overhead",
+            "{}: {word} {}; model bpsp is the model's ideal code length without header and coder overhead",
             self.label,
-            self.model.name(),
-            self.model.id().map(|i| i.to_string()).unwrap_or_default()
+            models.join(", ")
         )]
     }
 }

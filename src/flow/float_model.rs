@@ -293,11 +293,31 @@ impl FlowFloat {
     }
 
     /// The integer model: each layer's weights on the grid the forward pass used, biases and
-    /// requantization multipliers for the same scale.
-    pub fn to_int(&self, name: &str) -> Result<FlowModel> {
+    /// requantization multipliers for the same scale. A joint flow (`colours` 3) needs its
+    /// plane flow, a `plane-idf-1` model, to make a `joint-idf-2` model.
+    pub fn to_int(&self, name: &str, plane: Option<&FlowModel>) -> Result<FlowModel> {
         let _guard = tch::no_grad_guard();
         let mut meta = self.meta.clone();
         meta.name = name.into();
+        let plane = match (meta.colours, plane) {
+            (1, _) => None,
+            (_, Some(p)) if p.plane.is_none() => {
+                let m = &p.meta;
+                meta.plane = Some(super::model::PlaneFlowMeta {
+                    levels: m.levels,
+                    couplings: m.couplings,
+                    hidden: m.hidden,
+                    components: m.components,
+                });
+                let mut p = p.clone();
+                p.meta = meta.plane_meta().expect("set above");
+                Some(Box::new(p))
+            }
+            _ => return Err(Error::Usage(
+                "a joint flow needs a plane flow (a plane-idf-1 model) for gray and alpha planes"
+                    .into(),
+            )),
+        };
         let mut nets = Vec::with_capacity(self.nets.len());
         for (net, (kind, _, inputs, outputs)) in self.nets.iter().zip(meta.networks()) {
             let [b1, role_bias, b2, b3] = net.biases();
@@ -337,6 +357,7 @@ impl FlowFloat {
             nets,
             id: ModelId(0),
             engine: super::Engine::Reference,
+            plane,
         };
         FlowModel::from_bytes(&draft.to_bytes())
     }
@@ -481,19 +502,25 @@ impl<'a> FlowTch<'a> {
         })
     }
 
-    /// The plane's latents and priors (as [`super::transform::PlaneFlow::forward`]).
+    /// A group's latents and priors (as [`super::transform::PlaneFlow::forward`]).
     pub fn forward(
         &self,
-        plane: &[u8],
+        planes: &[&[u8]],
         role: usize,
         conditions: &[super::transform::Condition],
         (w, h): (usize, usize),
     ) -> Result<Vec<Latents>> {
         let meta = &self.model.meta;
-        let v: Vec<f64> = plane.iter().map(|&b| b as f64 - 128.0).collect();
-        let mut z = Tensor::from_slice(&v)
-            .to_device(self.device)
-            .reshape([1, 1, h as i64, w as i64]);
+        let v: Vec<f64> = planes
+            .iter()
+            .flat_map(|p| p.iter().map(|&b| b as f64 - 128.0))
+            .collect();
+        let mut z = Tensor::from_slice(&v).to_device(self.device).reshape([
+            1,
+            planes.len() as i64,
+            h as i64,
+            w as i64,
+        ]);
         let mut out = Vec::with_capacity(meta.levels);
         let bytes = |z: &Tensor| (z + 128.0).clamp(0.0, 255.0);
         for l in 1..=meta.levels {
@@ -544,9 +571,13 @@ pub fn encode_payload_tch(
 ) -> Result<crate::family::FamilyPayload> {
     let _guard = tch::no_grad_guard();
     let flow = FlowTch::new(model, device);
-    let roles = super::roles(image.layout());
-    model.encode_with(image, |plane, p, conds, size| {
-        flow.forward(plane, roles[p], conds, size)
+    let plane_flow = model.plane.as_deref().map(|p| FlowTch::new(p, device));
+    model.encode_with(image, |g, planes, conds, size| {
+        let tch = match &plane_flow {
+            Some(p) if std::ptr::eq(g.flow, p.model) => p,
+            _ => &flow,
+        };
+        tch.forward(planes, g.role, conds, size)
     })
 }
 
@@ -568,10 +599,12 @@ mod tests {
             couplings: 1,
             hidden: 4,
             components: 2,
+            colours: 1,
+            plane: None,
         };
         let model = FlowFloat::new(meta, Device::Cpu)
             .unwrap()
-            .to_int("fresh")
+            .to_int("fresh", None)
             .unwrap();
         let top = model.prior(1);
         let mut out = vec![0i32; 4 * top.outputs()];
@@ -599,6 +632,7 @@ mod tests {
             (random_flow(2, 2, 6, 8.0, 1), 7, 5),
             (random_flow_mixture(3, 1, 5, 3, 3000.0, 2), 9, 16),
             (random_flow_mixture(1, 3, 9, 2, 4.0, 3), 1, 1),
+            (crate::testing::random_joint_flow(2, 2, 6, 3, 8.0, 4), 11, 6),
         ] {
             for layout in [ChannelLayout::Gray, ChannelLayout::Rgba] {
                 let img = synthetic_image(w, h, layout, 9, 4);

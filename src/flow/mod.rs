@@ -6,8 +6,10 @@
 //! - [`transform`]: squeeze, couplings and factor-out of one plane, forward and inverse.
 //! - `float_model`, `train` (feature `torch`): training and export (`llif train flow`).
 //!
-//! Planes are coded one after another (colour planes, then alpha); each later plane's networks
-//! see the earlier planes as their condition, so one network serves gray, RGB and RGBA images.
+//! Planes are coded in groups one after another (SPEC.md): a `plane-idf-1` model codes each
+//! plane alone, each later plane's networks seeing the earlier planes as their condition; a
+//! `joint-idf-2` model codes the three colour planes of an RGB image with one joint flow and
+//! gray and alpha planes with its plane flow.
 
 #[cfg(feature = "torch")]
 pub mod float_model;
@@ -48,6 +50,46 @@ pub fn roles(layout: ChannelLayout) -> Vec<usize> {
         r.push(3);
     }
     r
+}
+
+/// Planes one flow transforms together, in coding order (SPEC.md): under a joint model the
+/// colour planes of an RGB(A) image with the joint flow, else each plane alone with the plane
+/// flow. Its condition slots hold the planes before `planes.start`.
+#[derive(Clone, Debug)]
+pub struct PlaneGroup<'m> {
+    pub flow: &'m FlowModel,
+    /// Plane indices in the channel layout's order.
+    pub planes: std::ops::Range<usize>,
+    pub role: usize,
+}
+
+impl FlowModel {
+    /// The groups of an image of `layout`, in coding order.
+    pub fn groups(&self, layout: ChannelLayout) -> Vec<PlaneGroup<'_>> {
+        let joint = self.plane.is_some() && layout.color_channels() == 3;
+        let single = |p: usize, role: usize| PlaneGroup {
+            flow: self.plane_flow(),
+            planes: p..p + 1,
+            role,
+        };
+        if joint {
+            let mut g = vec![PlaneGroup {
+                flow: self,
+                planes: 0..3,
+                role: 0,
+            }];
+            if layout.has_alpha() {
+                g.push(single(3, 3));
+            }
+            g
+        } else {
+            roles(layout)
+                .into_iter()
+                .enumerate()
+                .map(|(p, role)| single(p, role))
+                .collect()
+        }
+    }
 }
 
 /// Channel `c` of an interleaved image, extended to `w2 × h2` by repeating the last column,
@@ -91,28 +133,28 @@ impl FlowModel {
         }
     }
 
-    /// Encodes an image's samples: every plane forward, then all latents pushed in the reverse
-    /// of the decoder's order.
+    /// Encodes an image's samples: every group of planes forward, then all latents pushed in
+    /// the reverse of the decoder's order.
     pub fn encode_payload(&self, image: &Image) -> Result<FamilyPayload> {
-        // Unlike the decoder, the encoder has every plane from the start: the planes' flows
+        // Unlike the decoder, the encoder has every plane from the start: the groups' flows
         // run in parallel (a small image's convolutions are too small to split).
         use rayon::prelude::*;
         let (planes, (w2, h2)) = self.extended_planes(image)?;
         let zeros = vec![0u8; w2 * h2];
-        let roles = roles(image.layout());
-        let per_plane: Vec<Vec<Latents>> = (0..planes.len())
-            .into_par_iter()
-            .map(|p| {
-                let conds = conditions(slots(&planes, p, &zeros), h2, w2, self.meta.levels);
+        let per_group: Vec<Vec<Latents>> = self
+            .groups(image.layout())
+            .par_iter()
+            .map(|g| {
+                let conds = group_conditions(g, &planes, &zeros, (w2, h2));
                 let flow = PlaneFlow {
-                    model: self,
-                    role: roles[p],
+                    model: g.flow,
+                    role: g.role,
                     conditions: &conds,
                 };
-                flow.forward(&planes[p], h2, w2)
+                flow.forward(&group_planes(g, &planes), h2, w2)
             })
             .collect();
-        push_all(&per_plane)
+        push_all(&per_group)
     }
 
     /// The image's planes extended to multiples of `2^L`, and the extended size `(w', h')`.
@@ -126,35 +168,40 @@ impl FlowModel {
         Ok((planes, (w2, h2)))
     }
 
-    /// The encoder with the planes' flows computed one after another by `forward(extended
-    /// plane, plane index, conditions, (w', h'))`: libtorch's (`float_model::encode_payload_tch`)
+    /// The encoder with the groups' flows computed one after another by `forward(group, its
+    /// extended planes, conditions, (w', h'))`: libtorch's (`float_model::encode_payload_tch`)
     /// or a study's.
     pub fn encode_with(
         &self,
         image: &Image,
-        mut forward: impl FnMut(&[u8], usize, &[Condition], (usize, usize)) -> Result<Vec<Latents>>,
+        mut forward: impl FnMut(
+            &PlaneGroup<'_>,
+            &[&[u8]],
+            &[Condition],
+            (usize, usize),
+        ) -> Result<Vec<Latents>>,
     ) -> Result<FamilyPayload> {
         let (planes, (w2, h2)) = self.extended_planes(image)?;
         let zeros = vec![0u8; w2 * h2];
-        let mut per_plane = Vec::with_capacity(planes.len());
-        for p in 0..planes.len() {
-            let conds = conditions(slots(&planes, p, &zeros), h2, w2, self.meta.levels);
-            per_plane.push(forward(&planes[p], p, &conds, (w2, h2))?);
+        let mut per_group = Vec::new();
+        for g in self.groups(image.layout()) {
+            let conds = group_conditions(&g, &planes, &zeros, (w2, h2));
+            per_group.push(forward(&g, &group_planes(&g, &planes), &conds, (w2, h2))?);
         }
-        push_all(&per_plane)
+        push_all(&per_group)
     }
 
-    /// The ideal bits of an image's latents, `[plane][level]` (levels from 1): where a flow
+    /// The ideal bits of an image's latents, `[group][level]` (levels from 1): where a flow
     /// spends its bits, for studies and model cards.
-    pub fn bits_by_plane_and_level(&self, image: &Image) -> Result<Vec<Vec<f64>>> {
+    pub fn bits_by_group_and_level(&self, image: &Image) -> Result<Vec<Vec<f64>>> {
         let mut out = Vec::new();
-        self.encode_with(image, |plane, p, conds, (w2, h2)| {
+        self.encode_with(image, |g, planes, conds, (w2, h2)| {
             let flow = PlaneFlow {
-                model: self,
-                role: roles(image.layout())[p],
+                model: g.flow,
+                role: g.role,
                 conditions: conds,
             };
-            let levels = flow.forward(plane, h2, w2);
+            let levels = flow.forward(planes, h2, w2);
             out.push(
                 levels
                     .iter()
@@ -182,22 +229,24 @@ impl FlowModel {
         let (w2, h2) = self.geometry(header.width, header.height)?;
         let layout = header.layout;
         let channels = layout.channels();
-        let roles = roles(layout);
+        let groups = self.groups(layout);
         let mut stack = AnsStack::from_bytes(payload)?;
         let zeros = vec![0u8; w2 * h2];
         let mut planes: Vec<Vec<u8>> = Vec::with_capacity(channels);
-        for (p, &role) in roles.iter().enumerate() {
-            control.step(p as u64, channels as u64)?;
-            let conds = conditions(slots(&planes, p, &zeros), h2, w2, self.meta.levels);
-            let plane = self.decode_plane(&mut stack, role, &conds)?;
-            planes.push(check_plane(plane, (w, h), (w2, h2))?);
+        for (i, g) in groups.iter().enumerate() {
+            control.step(i as u64, groups.len() as u64)?;
+            let conds = group_conditions(g, &planes, &zeros, (w2, h2));
+            let z = decode_group(&mut stack, g, &conds)?;
+            for c in 0..z.c {
+                planes.push(check_plane(z.plane(c), (w, h), (w2, h2))?);
+            }
         }
         if !stack.is_empty() {
             return Err(Error::CorruptPayload(
                 "the ANS stack is not empty after the last latent".into(),
             ));
         }
-        control.step(channels as u64, channels as u64)?;
+        control.step(groups.len() as u64, groups.len() as u64)?;
         let mut out = vec![0u8; w * h * channels];
         for (c, plane) in planes.iter().enumerate() {
             for y in 0..h {
@@ -209,27 +258,6 @@ impl FlowModel {
         Ok(out)
     }
 
-    fn decode_plane(&self, stack: &mut AnsStack, role: usize, conds: &[Condition]) -> Result<Chw> {
-        let flow = PlaneFlow {
-            model: self,
-            role,
-            conditions: conds,
-        };
-        flow.inverse(|priors: &PriorGrid| {
-            (0..priors.len())
-                .map(|i| {
-                    let v = pop_latent(stack, priors.at(i))?;
-                    if v.abs() > LATENT_LIMIT {
-                        return Err(Error::CorruptPayload(format!(
-                            "a latent of {v}, beyond what any flow of this model produces"
-                        )));
-                    }
-                    Ok(v as i32)
-                })
-                .collect()
-        })
-    }
-
     /// Working memory of coding a `width × height` image of `layout`, in bytes (an upper
     /// bound): extended planes, latents and conditions, the largest level's network buffers,
     /// and the payload's words.
@@ -237,8 +265,10 @@ impl FlowModel {
         let block = self.meta.block();
         let n = extended(width, block).saturating_mul(extended(height, block));
         let c = layout.channels() as u64;
-        let h = self.meta.hidden as u64;
-        let k = self.meta.components as u64;
+        // A joint model: the larger of its two flows' networks.
+        let plane = self.plane_flow();
+        let h = self.meta.hidden.max(plane.meta.hidden) as u64;
+        let k = self.meta.components.max(plane.meta.components) as u64;
         // Per extended sample and plane (the encoder keeps every plane's latents): its byte
         // plane (1), latents (4), their priors (3·k i32 outputs per latent: 12·k), coupling
         // outputs (4). Once per image: the condition levels (3 slots, 8 bytes per sample over
@@ -250,15 +280,56 @@ impl FlowModel {
     }
 }
 
+/// The conditions of a group's levels: slots of the planes before it (decoded or given).
+fn group_conditions(
+    g: &PlaneGroup<'_>,
+    planes: &[Vec<u8>],
+    zeros: &[u8],
+    (w2, h2): (usize, usize),
+) -> Vec<Condition> {
+    let slots = slots(planes, g.planes.start, zeros);
+    conditions(slots, h2, w2, g.flow.meta.levels)
+}
+
+/// A group's extended planes.
+fn group_planes<'a>(g: &PlaneGroup<'_>, planes: &'a [Vec<u8>]) -> Vec<&'a [u8]> {
+    planes[g.planes.clone()]
+        .iter()
+        .map(|p| p.as_slice())
+        .collect()
+}
+
+/// Pops a group's latents level by level and runs its flow backwards.
+fn decode_group(stack: &mut AnsStack, g: &PlaneGroup<'_>, conds: &[Condition]) -> Result<Chw> {
+    let flow = PlaneFlow {
+        model: g.flow,
+        role: g.role,
+        conditions: conds,
+    };
+    flow.inverse(|priors: &PriorGrid| {
+        (0..priors.len())
+            .map(|i| {
+                let v = pop_latent(stack, priors.at(i))?;
+                if v.abs() > LATENT_LIMIT {
+                    return Err(Error::CorruptPayload(format!(
+                        "a latent of {v}, beyond what any flow of this model produces"
+                    )));
+                }
+                Ok(v as i32)
+            })
+            .collect()
+    })
+}
+
 /// An image's planes extended to multiples of `2^L`, and their size `(w', h')`.
 type ExtendedPlanes = (Vec<Vec<u8>>, (usize, usize));
 
-/// All planes' latents on one ANS stack, in the reverse of the decoder's order (planes in
+/// All groups' latents on one ANS stack, in the reverse of the decoder's order (groups in
 /// order, levels `L..1`, latents in coding order), with their ideal bits.
-fn push_all(per_plane: &[Vec<Latents>]) -> Result<FamilyPayload> {
+fn push_all(per_group: &[Vec<Latents>]) -> Result<FamilyPayload> {
     let mut stack = AnsStack::new();
     let mut bits = 0.0;
-    for levels in per_plane.iter().rev() {
+    for levels in per_group.iter().rev() {
         for latents in levels {
             for (i, &v) in latents.values.data.iter().enumerate().rev() {
                 let prior = latents.priors.at(i);
@@ -273,14 +344,14 @@ fn push_all(per_plane: &[Vec<Latents>]) -> Result<FamilyPayload> {
     })
 }
 
-/// A decoded plane as bytes, after checking that it lies in `0..=255` and repeats its last
-/// column and row over the extension (what every encoder wrote).
-fn check_plane(z: Chw, (w, h): (usize, usize), (w2, h2): (usize, usize)) -> Result<Vec<u8>> {
+/// A decoded plane (samples minus 128) as bytes, after checking that it lies in `0..=255` and
+/// repeats its last column and row over the extension (what every encoder wrote).
+fn check_plane(z: &[i32], (w, h): (usize, usize), (w2, h2): (usize, usize)) -> Result<Vec<u8>> {
     let bad = |m: &str| Err(Error::CorruptPayload(format!("decoded plane {m}")));
-    if z.data.iter().any(|&v| !(-128..=127).contains(&v)) {
+    if z.iter().any(|&v| !(-128..=127).contains(&v)) {
         return bad("has samples out of range");
     }
-    let plane: Vec<u8> = z.data.iter().map(|&v| (v + 128) as u8).collect();
+    let plane: Vec<u8> = z.iter().map(|&v| (v + 128) as u8).collect();
     for y in 0..h2 {
         for x in 0..w2 {
             if (y >= h || x >= w) && plane[y * w2 + x] != plane[y.min(h - 1) * w2 + x.min(w - 1)] {
@@ -305,13 +376,25 @@ impl FamilyModel for FlowModel {
     }
 
     fn summary(&self) -> String {
-        format!(
-            "integer discrete flow (8-bit), {} levels x {} couplings, {} hidden units, {} parameters",
-            self.meta.levels,
-            self.meta.couplings,
-            self.meta.hidden,
-            self.parameters()
-        )
+        let size = |m: &FlowMeta| {
+            format!(
+                "{} levels x {} couplings, {} hidden units",
+                m.levels, m.couplings, m.hidden
+            )
+        };
+        match &self.plane {
+            None => format!(
+                "integer discrete flow (8-bit), {}, {} parameters",
+                size(&self.meta),
+                self.parameters()
+            ),
+            Some(p) => format!(
+                "integer discrete flow (8-bit), colour planes jointly: {}; gray and alpha planes: {}; {} parameters",
+                size(&self.meta),
+                size(&p.meta),
+                self.parameters()
+            ),
+        }
     }
 
     fn working_memory(&self, width: u32, height: u32, layout: ChannelLayout) -> u64 {

@@ -19,6 +19,9 @@ use crate::model_file::ModelFile;
 pub const FAMILY_NAME: &str = "flow";
 /// The architecture this build implements (SPEC.md).
 pub const PLANE_IDF_1: &str = "plane-idf-1";
+/// The architecture with a joint flow of an RGB image's three colour planes and a plane flow
+/// for gray and alpha planes (SPEC.md, "Joint flows").
+pub const JOINT_IDF_2: &str = "joint-idf-2";
 /// Bytes of the condition at every level: 3 slots, squeezed.
 pub const COND_CHANNELS: usize = 12;
 /// Plane roles: colour planes 0, 1, 2 by index, alpha 3.
@@ -44,9 +47,37 @@ pub struct FlowMeta {
     pub hidden: usize,
     /// Mixture components of every latent's prior, 1 ..= 8.
     pub components: usize,
+    /// Planes the flow transforms together: 1 (`plane-idf-1`: one plane at a time), or 3
+    /// (`joint-idf-2`: the colour planes of an RGB image at once). Absent means 1, so
+    /// `plane-idf-1` files keep their bytes and ids.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub colours: usize,
+    /// `joint-idf-2`: the plane flow that codes gray and alpha planes (its networks follow the
+    /// joint flow's in the body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plane: Option<PlaneFlowMeta>,
+}
+
+/// The size of a joint model's plane flow (a `plane-idf-1` flow without a file of its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaneFlowMeta {
+    pub levels: usize,
+    pub couplings: usize,
+    pub hidden: usize,
+    pub components: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl FlowMeta {
+    /// Checks the fields (a model file also needs a joint flow's plane flow, which training
+    /// does without).
     pub fn validate(&self) -> Result<()> {
         if self.family != FAMILY_NAME {
             return Err(Error::InvalidModel(format!(
@@ -54,11 +85,30 @@ impl FlowMeta {
                 self.family
             )));
         }
-        if self.flow != PLANE_IDF_1 {
-            return Err(Error::UnsupportedFamily(format!(
-                "flow architecture {:?}",
+        let colours = match self.flow.as_str() {
+            PLANE_IDF_1 => 1,
+            JOINT_IDF_2 => 3,
+            _ => {
+                return Err(Error::UnsupportedFamily(format!(
+                    "flow architecture {:?}",
+                    self.flow
+                )))
+            }
+        };
+        if self.colours != colours {
+            return Err(Error::InvalidModel(format!(
+                "a {} flow of {} planes",
+                self.flow, self.colours
+            )));
+        }
+        if self.plane.is_some() && colours == 1 {
+            return Err(Error::InvalidModel(format!(
+                "a {} flow with a plane flow",
                 self.flow
             )));
+        }
+        if let Some(p) = self.plane_meta() {
+            p.validate()?;
         }
         if !(1..=4).contains(&self.levels)
             || !(1..=16).contains(&self.couplings)
@@ -73,9 +123,24 @@ impl FlowMeta {
         Ok(())
     }
 
-    /// `n_l`: channels at level `l` (1-based).
+    /// The metadata of a joint model's plane flow, as a `plane-idf-1` flow's.
+    pub fn plane_meta(&self) -> Option<FlowMeta> {
+        self.plane.map(|p| FlowMeta {
+            family: self.family.clone(),
+            name: self.name.clone(),
+            flow: PLANE_IDF_1.into(),
+            levels: p.levels,
+            couplings: p.couplings,
+            hidden: p.hidden,
+            components: p.components,
+            colours: 1,
+            plane: None,
+        })
+    }
+
+    /// `n_l`: channels at level `l` (1-based): `colours · 2^(l+1)`.
     pub fn channels(&self, level: usize) -> usize {
-        2 << level
+        self.colours << (level + 1)
     }
 
     /// The networks in file order, each as `(kind, level, inputs, outputs)` in channels.
@@ -110,9 +175,11 @@ impl FlowMeta {
         3 * self.components * m
     }
 
-    /// The multiple of which extended widths and heights are: `2^L`.
+    /// The multiple of which extended widths and heights are: `2^L`, for a joint model the
+    /// larger of its two flows'.
     pub fn block(&self) -> usize {
-        1 << self.levels
+        let plane_levels = self.plane.map_or(0, |p| p.levels);
+        1 << self.levels.max(plane_levels)
     }
 }
 
@@ -310,6 +377,14 @@ fn with_added_bias(layer: &U8Linear, add: &[i32]) -> Result<U8Linear> {
     )
 }
 
+/// The networks `meta` lists ([`FlowMeta::networks`]), read in order.
+fn read_networks(meta: &FlowMeta, cursor: &mut &[u8]) -> Result<Vec<FlowNet>> {
+    meta.networks()
+        .into_iter()
+        .map(|(kind, _, i, o)| FlowNet::read(cursor, kind, (i, meta.hidden, o)))
+        .collect()
+}
+
 /// An integer discrete flow: its metadata and networks, in file order
 /// ([`FlowMeta::networks`]).
 #[derive(Clone, Debug)]
@@ -318,6 +393,9 @@ pub struct FlowModel {
     pub nets: Vec<FlowNet>,
     pub id: ModelId,
     pub engine: Engine,
+    /// A joint model's plane flow (gray and alpha planes); its networks follow `nets` in the
+    /// file.
+    pub plane: Option<Box<FlowModel>>,
 }
 
 impl FlowModel {
@@ -328,7 +406,7 @@ impl FlowModel {
         // invalid.
         let value: serde_json::Value = serde_json::from_slice(file.meta_json).map_err(invalid)?;
         if let Some(arch) = value.get("flow").and_then(|v| v.as_str()) {
-            if arch != PLANE_IDF_1 {
+            if arch != PLANE_IDF_1 && arch != JOINT_IDF_2 {
                 return Err(Error::UnsupportedFamily(format!(
                     "flow architecture {arch:?}"
                 )));
@@ -336,12 +414,26 @@ impl FlowModel {
         }
         let meta: FlowMeta = serde_json::from_value(value).map_err(invalid)?;
         meta.validate()?;
+        if meta.colours == 3 && meta.plane.is_none() {
+            // A joint flow alone (as in training) codes no gray or alpha plane.
+            return Err(Error::InvalidModel(format!(
+                "a {} flow without a plane flow",
+                meta.flow
+            )));
+        }
         let mut cursor = file.body;
-        let nets = meta
-            .networks()
-            .into_iter()
-            .map(|(kind, _, i, o)| FlowNet::read(&mut cursor, kind, (i, meta.hidden, o)))
-            .collect::<Result<Vec<_>>>()?;
+        let engine = Engine::Kernel(Kernel::detect());
+        let nets = read_networks(&meta, &mut cursor)?;
+        let plane = match meta.plane_meta() {
+            Some(pm) => Some(Box::new(FlowModel {
+                nets: read_networks(&pm, &mut cursor)?,
+                meta: pm,
+                id: file.id,
+                engine,
+                plane: None,
+            })),
+            None => None,
+        };
         if !cursor.is_empty() {
             return Err(Error::InvalidModel(
                 "trailing bytes after the last network".into(),
@@ -351,7 +443,8 @@ impl FlowModel {
             meta,
             nets,
             id: file.id,
-            engine: Engine::Kernel(Kernel::detect()),
+            engine,
+            plane,
         })
     }
 
@@ -363,7 +456,8 @@ impl FlowModel {
     pub fn to_bytes(&self) -> Vec<u8> {
         let meta = serde_json::to_vec(&self.meta).expect("metadata serializes");
         let mut body = Vec::new();
-        for n in &self.nets {
+        let plane_nets = self.plane.iter().flat_map(|p| &p.nets);
+        for n in self.nets.iter().chain(plane_nets) {
             n.write(&mut body);
         }
         ModelFile::assemble(&meta, &body)
@@ -372,11 +466,20 @@ impl FlowModel {
     /// The same model evaluated with `engine` (tests compare the kernels and the reference).
     pub fn with_engine(mut self, engine: Engine) -> FlowModel {
         self.engine = engine;
+        if let Some(p) = self.plane.take() {
+            self.plane = Some(Box::new(p.with_engine(engine)));
+        }
         self
     }
 
     pub fn parameters(&self) -> usize {
-        self.nets.iter().map(|n| n.parameters()).sum()
+        let own: usize = self.nets.iter().map(|n| n.parameters()).sum();
+        own + self.plane.as_ref().map_or(0, |p| p.parameters())
+    }
+
+    /// The flow that codes gray and alpha planes: a joint model's plane flow, else the model.
+    pub fn plane_flow(&self) -> &FlowModel {
+        self.plane.as_deref().unwrap_or(self)
     }
 
     /// The coupling networks of level `l` (1-based), in order.

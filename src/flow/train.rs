@@ -45,9 +45,14 @@ pub struct FlowTrainConfig {
     pub cuda: bool,
     /// Decay of the weights' moving average (exported when set).
     pub ema: Option<f64>,
+    /// A joint flow's plane flow for gray and alpha planes: a `plane-idf-1` model file,
+    /// packed into the exported `joint-idf-2` model.
+    #[serde(default)]
+    pub plane_model: Option<PathBuf>,
 }
 
-/// A batch of planes: `[N, 1, 32, 32]` samples, `[N, 3, 32, 32]` condition slots, `[N]` roles.
+/// A batch of planes: `[N, P, 32, 32]` samples (`P` = the flow's `colours`: one plane, or the
+/// three colour planes of a joint flow), `[N, 3, 32, 32]` condition slots, `[N]` roles.
 pub struct PlaneBatch {
     pub planes: Tensor,
     pub slots: Tensor,
@@ -82,23 +87,39 @@ fn push_image(rgb: &[u8], gray: bool, alpha: Option<u8>, out: &mut (Vec<f32>, Ve
     }
 }
 
-fn batch_of(parts: (Vec<f32>, Vec<f32>, Vec<i64>)) -> PlaneBatch {
+/// Adds one 32×32 RGB image as a joint flow's item: its three planes together, no condition.
+fn push_joint(rgb: &[u8], out: &mut (Vec<f32>, Vec<f32>, Vec<i64>)) {
+    for c in 0..3 {
+        out.0.extend((0..PLANE).map(|i| rgb[i * 3 + c] as f32));
+    }
+    out.1.extend(std::iter::repeat_n(0f32, 3 * PLANE));
+    out.2.push(0);
+}
+
+fn batch_of(parts: (Vec<f32>, Vec<f32>, Vec<i64>), colours: usize) -> PlaneBatch {
     let n = parts.2.len() as i64;
     let s = SIDE as i64;
     PlaneBatch {
-        planes: Tensor::from_slice(&parts.0).reshape([n, 1, s, s]),
+        planes: Tensor::from_slice(&parts.0).reshape([n, colours as i64, s, s]),
         slots: Tensor::from_slice(&parts.1).reshape([n, 3, s, s]),
         roles: Tensor::from_slice(&parts.2),
     }
 }
 
-/// One training batch of `cfg.batch` images.
+/// One training batch of `cfg.batch` images (for a joint flow, RGB images only: colour
+/// photographs, no gray, no alpha).
 pub fn make_batch(data: &TrainData, cfg: &FlowTrainConfig, rng: &mut StdRng) -> PlaneBatch {
+    let joint = cfg.meta.colours == 3;
+    let photos: Vec<&Image> = data
+        .photos
+        .iter()
+        .filter(|im| !joint || im.layout().color_channels() == 3)
+        .collect();
     let mut parts = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..cfg.batch {
         let flip = rng.gen_bool(0.5);
-        let (mut s, gray_source) = if !data.photos.is_empty() && rng.gen_bool(cfg.photo_fraction) {
-            let img = &data.photos[rng.gen_range(0..data.photos.len())];
+        let (mut s, gray_source) = if !photos.is_empty() && rng.gen_bool(cfg.photo_fraction) {
+            let img = photos[rng.gen_range(0..photos.len())];
             let x0 = rng.gen_range(0..=img.width() - SIDE as u32);
             let y0 = rng.gen_range(0..=img.height() - SIDE as u32);
             let gray = img.layout().color_channels() == 1;
@@ -107,6 +128,10 @@ pub fn make_batch(data: &TrainData, cfg: &FlowTrainConfig, rng: &mut StdRng) -> 
             let i = rng.gen_range(0..data.cifar_train.len());
             (flip_rgb32(data.cifar_train.image(i), flip), false)
         };
+        if joint {
+            push_joint(&s, &mut parts);
+            continue;
+        }
         let gray = gray_source || rng.gen_bool(cfg.gray_fraction);
         if gray && !gray_source {
             to_gray(&mut s);
@@ -116,19 +141,23 @@ pub fn make_batch(data: &TrainData, cfg: &FlowTrainConfig, rng: &mut StdRng) -> 
                 .then(|| if rng.gen_bool(0.7) { 255 } else { rng.gen() });
         push_image(&s, gray, alpha, &mut parts);
     }
-    batch_of(parts)
+    batch_of(parts, cfg.meta.colours)
 }
 
-/// The planes of RGB validation images (three per image).
-fn validation_batches(images: &[Image]) -> Vec<PlaneBatch> {
+/// The planes of RGB validation images (three per image, as the flow takes them).
+fn validation_batches(images: &[Image], colours: usize) -> Vec<PlaneBatch> {
     images
         .chunks(100)
         .map(|chunk| {
             let mut parts = (Vec::new(), Vec::new(), Vec::new());
             for im in chunk {
-                push_image(im.data(), false, None, &mut parts);
+                if colours == 3 {
+                    push_joint(im.data(), &mut parts);
+                } else {
+                    push_image(im.data(), false, None, &mut parts);
+                }
             }
-            batch_of(parts)
+            batch_of(parts, colours)
         })
         .collect()
 }
@@ -253,7 +282,7 @@ pub fn train(cfg: &FlowTrainConfig, data: &TrainData, resume: bool) -> Result<Fl
         )?),
         None => None,
     };
-    let val = validation_batches(&data.cifar_val);
+    let val = validation_batches(&data.cifar_val, cfg.meta.colours);
     let mut opt = tch::nn::Adam::default().build(&net.vs, cfg.lr)?;
     let mut rng =
         StdRng::seed_from_u64(cfg.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -313,10 +342,32 @@ pub fn export(
     data: &TrainData,
     device: Device,
 ) -> Result<FlowModel> {
-    let model = net.to_int(&cfg.meta.name)?;
+    let float_val = float_bpsp(
+        net,
+        &validation_batches(&data.cifar_val, cfg.meta.colours),
+        device,
+    );
+    let plane = match &cfg.plane_model {
+        Some(path) if cfg.meta.colours == 3 => {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            Some(FlowModel::from_bytes(&bytes)?)
+        }
+        Some(_) => {
+            return Err(Error::Usage(
+                "--plane: only a joint flow (--joint) takes a plane flow".into(),
+            ))
+        }
+        None if cfg.meta.colours == 3 => {
+            return Err(Error::Usage(format!(
+                "validation float {float_val:.4} bpsp; to export a joint flow, give its plane \
+                 flow for gray and alpha planes with --plane MODEL.llifm (a plane-idf-1 model)"
+            )))
+        }
+        None => None,
+    };
+    let model = net.to_int(&cfg.meta.name, plane.as_ref())?;
     let llifm = path_with(&cfg.out, ".llifm");
     write_atomic(&llifm, &model.to_bytes())?;
-    let float_val = float_bpsp(net, &validation_batches(&data.cifar_val), device);
     let int_val = int_bpsp(&model, &data.cifar_val)?;
     eprintln!(
         "wrote {} (model id {}, {} parameters): validation float {float_val:.4} bpsp, integer {int_val:.4} bpsp ({:+.2}%)",

@@ -1,4 +1,4 @@
-//! The flow of one plane, both ways (SPEC.md, "The flow of one plane"): squeezes, couplings,
+//! The flow of one group of planes, both ways (SPEC.md, "The flow of one plane"): squeezes, couplings,
 //! factor-outs, and the conditions of each level.
 //!
 //! Tensors are [`Chw`]: `i32` values, channels first. Network inputs are built from them as
@@ -278,15 +278,20 @@ impl PlaneFlow<'_> {
         }
     }
 
-    /// The encoder's direction: the extended plane (`h × w` samples, both multiples of
-    /// `2^L`) → the latents of levels `1 ..= L` with their priors.
-    pub fn forward(&self, plane: &[u8], h: usize, w: usize) -> Vec<Latents> {
+    /// The encoder's direction: the group's extended planes (the flow's `colours` planes of
+    /// `h × w` samples, both multiples of `2^L`) → the latents of levels `1 ..= L` with their
+    /// priors.
+    pub fn forward(&self, planes: &[&[u8]], h: usize, w: usize) -> Vec<Latents> {
         let levels = self.model.meta.levels;
+        debug_assert_eq!(planes.len(), self.model.meta.colours);
         let mut z = Chw {
-            c: 1,
+            c: planes.len(),
             h,
             w,
-            data: plane.iter().map(|&v| v as i32 - 128).collect(),
+            data: planes
+                .iter()
+                .flat_map(|p| p.iter().map(|&v| v as i32 - 128))
+                .collect(),
         };
         let mut out = Vec::with_capacity(levels);
         for l in 1..=levels {
@@ -318,8 +323,8 @@ impl PlaneFlow<'_> {
     }
 
     /// The decoder's direction: `pop(priors)` gives the values of each level's latents
-    /// (levels `L` down to 1, as the spec orders them); returns the plane's samples minus 128
-    /// as `i32` (the caller checks their range).
+    /// (levels `L` down to 1, as the spec orders them); returns the group's planes, samples
+    /// minus 128, as `i32` (the caller checks their range).
     pub fn inverse<E>(
         &self,
         mut pop: impl FnMut(&PriorGrid) -> Result<Vec<i32>, E>,

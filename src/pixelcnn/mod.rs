@@ -7,6 +7,8 @@
 //! - [`int8_model`]: the same network on the 8-bit engine (`intnet::int8`), several times
 //!   faster; a model file's `engine` field says which of the two it is for.
 //! - [`session`]: one image's coding schedule, as an `AutoregressiveModel`.
+//! - [`estimate`]: what a model would spend on an image, from a grid of its pixels (for
+//!   choosing among models before coding).
 //! - [`quantize`]: float weights → the integer network (pure Rust); [`quantize8`]: float
 //!   weights and activation statistics → the 8-bit network.
 //! - `float_model` (feature `torch`): the tch training network, its loss, and the exact f64
@@ -17,6 +19,7 @@
 //! only through that trait, and [`parse_model_file`] picks one by the model file's engine.
 
 pub mod arch;
+pub mod estimate;
 #[cfg(feature = "torch")]
 pub mod float_model;
 pub mod int8_model;
@@ -37,7 +40,7 @@ pub use float_model::encode_payload_tch;
 
 use crate::coding::autoregressive::{decode_autoregressive, encode_autoregressive, CodingStats};
 use crate::error::Result;
-use crate::family::{DecodeControl, FamilyModel, FamilyPayload};
+use crate::family::{CostEstimate, DecodeControl, FamilyModel, FamilyPayload};
 use crate::format::{CodecFamily, Header, ModelId};
 use crate::image::{ChannelLayout, Image};
 use crate::model_file::ModelFile;
@@ -51,6 +54,10 @@ pub fn parse_model_file(file: &ModelFile<'_>) -> Result<crate::Model> {
         Some(_) => Ok(crate::Model::new(PixelCnn8::from_model_file(meta, file)?)),
     }
 }
+
+/// Pixels an estimate ([`FamilyModel::estimate_cost`]) looks at: all of a 64x64 image, about
+/// 1.6% of a 512x512 one (the cost of coding 4,096 pixels, in parallel and teacher-forced).
+pub const ESTIMATE_PIXELS: u64 = 4096;
 
 fn summary_of(a: &Arch, engine: &str, parameters: usize) -> String {
     format!(
@@ -110,6 +117,10 @@ macro_rules! pixelcnn_family_model {
 
             fn encode(&self, image: &Image) -> Result<FamilyPayload> {
                 encode_with(self, image)
+            }
+
+            fn estimate_cost(&self, image: &Image) -> Result<Option<CostEstimate>> {
+                estimate::estimate_cost(self, image, ESTIMATE_PIXELS).map(Some)
             }
 
             fn decode(

@@ -54,7 +54,31 @@ pub struct TrainConfig {
     /// `OUT.ema.ckpt.ot` holds it, and it is what gets exported.
     #[serde(default)]
     pub ema: Option<f64>,
+    /// Side of the square training patches (32 for CIFAR-10; larger only with
+    /// `photo_fraction` 1, since CIFAR images are 32×32). A local network sees the patch
+    /// border as "outside the image"; larger patches weight interior pixels as a full-size
+    /// photograph does.
+    pub patch: u32,
+    /// Photographs of `photos/train/` (file names less the extension) held out of training; when any are named,
+    /// validation runs on fixed crops of them instead of the CIFAR-10 split (the split for a
+    /// model meant for photographs).
+    pub photo_val: Vec<String>,
 }
+
+/// The photographs of `photos/train/` held out for validating photo models (`--photo-val
+/// default`): the ten on which the adaptive stage was chosen (see `models/README.md`).
+pub const DEFAULT_PHOTO_VAL: [&str; 10] = [
+    "mcmaster_01",
+    "usc_sipi_4_2_03",
+    "opencv_rubberwhale1",
+    "wesaturate_bliznaca",
+    "usc_sipi_boat_512",
+    "skimage_grass",
+    "usc_sipi_bandon",
+    "opencv_pic2",
+    "usc_sipi_5_2_08",
+    "skimage_motorcycle_left",
+];
 
 /// The training log written next to the model.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -129,7 +153,11 @@ impl CifarPool {
 pub struct TrainData {
     pub cifar_train: CifarPool,
     pub cifar_val: Vec<Image>,
+    /// Training photographs, with their names (file names less the extension) in `photo_names`.
     pub photos: Vec<Image>,
+    pub photo_names: Vec<String>,
+    /// Photographs moved out of training by [`TrainData::hold_out_photos`].
+    pub photos_val: Vec<Image>,
 }
 
 impl TrainData {
@@ -160,14 +188,13 @@ impl TrainData {
             })?;
         }
         let photos_dir = data_dir.join("photos/train");
-        let photos = if photos_dir.is_dir() {
+        let (photo_names, photos) = if photos_dir.is_dir() {
             crate::corpus::read_image_folder(&photos_dir)?
                 .into_iter()
-                .map(|(_, im)| im)
-                .filter(|im| im.width() >= 32 && im.height() >= 32)
-                .collect()
+                .filter(|(_, im)| im.width() >= 32 && im.height() >= 32)
+                .unzip()
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         if cifar_train.is_empty() || cifar_val.is_empty() {
             return Err(Error::Usage(format!(
@@ -179,8 +206,106 @@ impl TrainData {
             cifar_train,
             cifar_val,
             photos,
+            photo_names,
+            photos_val: Vec::new(),
         })
     }
+
+    /// Moves the photographs named `names` (file names less the extension, in `photos/train/`) from training to
+    /// `photos_val`. Every name must be there: a typo must not validate on nothing.
+    pub fn hold_out_photos(&mut self, names: &[String]) -> Result<()> {
+        for name in names {
+            let i = self
+                .photo_names
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| Error::Usage(format!("--photo-val: no {name} in photos/train")))?;
+            self.photo_names.remove(i);
+            self.photos_val.push(self.photos.remove(i));
+        }
+        Ok(())
+    }
+
+    /// Keeps only the training photographs with both sides at least `side`.
+    fn photos_at_least(&self, side: u32) -> Vec<&Image> {
+        self.photos
+            .iter()
+            .filter(|im| im.width() >= side && im.height() >= side)
+            .collect()
+    }
+}
+
+/// A fixed validation set: `size`×`size` RGB crops (gray replicated) and the per-channel
+/// weights of their loss (`[1, 0, 0]` for gray, whose other channels are copies).
+pub struct ValSet {
+    size: u32,
+    crops: Vec<Vec<u8>>,
+    weights: Vec<[f32; 3]>,
+}
+
+impl ValSet {
+    /// The CIFAR-10 validation split, every channel counted.
+    pub fn cifar(images: &[Image]) -> ValSet {
+        ValSet {
+            size: 32,
+            crops: images.iter().map(|im| im.data().to_vec()).collect(),
+            weights: vec![[1.0; 3]; images.len()],
+        }
+    }
+
+    /// `per_photo` crops of each photograph, on a regular grid (the same crops every run).
+    pub fn photo_crops(photos: &[Image], size: u32, per_photo: u32) -> ValSet {
+        let mut set = ValSet {
+            size,
+            crops: Vec::new(),
+            weights: Vec::new(),
+        };
+        let side = (per_photo as f64).sqrt().ceil() as u32;
+        for img in photos
+            .iter()
+            .filter(|im| im.width() >= size && im.height() >= size)
+        {
+            let gray = img.layout().color_channels() == 1;
+            for k in 0..side * side {
+                let (gx, gy) = (k % side, k / side);
+                let x0 = (img.width() - size) * (2 * gx + 1) / (2 * side);
+                let y0 = (img.height() - size) * (2 * gy + 1) / (2 * side);
+                set.crops.push(crop_rgb(img, x0, y0, size, false));
+                set.weights
+                    .push(if gray { [1.0, 0.0, 0.0] } else { [1.0; 3] });
+            }
+        }
+        set
+    }
+
+    pub fn len(&self) -> usize {
+        self.crops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.crops.is_empty()
+    }
+}
+
+/// Mean float NLL (bits per counted sub-pixel) of a validation set.
+pub fn val_bpsp(net: &PixelCnnFloat, set: &ValSet, device: Device) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let (mut bits, mut count) = (0.0, 0.0);
+    let px = (set.size * set.size) as i64;
+    for (crops, weights) in set.crops.chunks(100).zip(set.weights.chunks(100)) {
+        let refs: Vec<&[u8]> = crops.iter().map(|s| s.as_slice()).collect();
+        let t = images_to_tensor(&refs, set.size, set.size).to_device(device);
+        let nll = net.nll_bits(&t, Precision::F32); // [n·size·size, 3]
+        let flat: Vec<f32> = weights.iter().flatten().copied().collect();
+        let w = Tensor::from_slice(&flat)
+            .reshape([crops.len() as i64, 1, 3])
+            .expand([crops.len() as i64, px, 3], false)
+            .reshape([-1, 3])
+            .to_device(device);
+        bits += (&nll * &w).sum(Kind::Double).double_value(&[]);
+        count += w.sum(Kind::Double).double_value(&[]);
+    }
+    bits / count
 }
 
 /// Calls `f(index, record_count, record)` for each 3,073-byte record of a CIFAR-10 batch file,
@@ -247,15 +372,21 @@ pub(crate) fn to_gray(rgb: &mut [u8]) {
     }
 }
 
-/// One training batch: `[B, 3, 32, 32]` images and `[B, 3]` per-channel loss weights.
-fn make_batch(data: &TrainData, cfg: &TrainConfig, rng: &mut StdRng) -> (Tensor, Tensor) {
-    let size = 32u32;
+/// One training batch: `[B, 3, P, P]` images (P = `cfg.patch`) and `[B, 3]` per-channel loss
+/// weights. `photos` are the training photographs large enough for a patch.
+fn make_batch(
+    data: &TrainData,
+    photos: &[&Image],
+    cfg: &TrainConfig,
+    rng: &mut StdRng,
+) -> (Tensor, Tensor) {
+    let size = cfg.patch;
     let mut samples = Vec::with_capacity(cfg.batch);
     let mut weights = Vec::with_capacity(cfg.batch * 3);
     for _ in 0..cfg.batch {
         let flip = rng.gen_bool(0.5);
-        let (mut s, gray_source) = if !data.photos.is_empty() && rng.gen_bool(cfg.photo_fraction) {
-            let img = &data.photos[rng.gen_range(0..data.photos.len())];
+        let (mut s, gray_source) = if !photos.is_empty() && rng.gen_bool(cfg.photo_fraction) {
+            let img = photos[rng.gen_range(0..photos.len())];
             let x0 = rng.gen_range(0..=img.width() - size);
             let y0 = rng.gen_range(0..=img.height() - size);
             (
@@ -454,6 +585,20 @@ pub fn train(
     let (mut run_bits, mut run_n) = (0.0, 0usize);
     let first_step = state.step;
     let precision = choose_precision(cfg, device);
+    let photos = data.photos_at_least(cfg.patch);
+    check_patches(cfg, photos.len())?;
+    let val_set = validation_set(cfg, data);
+    eprintln!(
+        "validating on {} {}x{} {}",
+        val_set.len(),
+        val_set.size,
+        val_set.size,
+        if cfg.photo_val.is_empty() {
+            "CIFAR-10 images"
+        } else {
+            "photo crops"
+        }
+    );
     while state.step < cfg.steps {
         // Linear warm-up over 300 steps, then cosine decay to 2% of the peak. A resumed run
         // warms up again: Adam's moments start from zero, and a full-size first step from
@@ -462,13 +607,14 @@ pub fn train(
         let warm = ((state.step - first_step) as f64 / 300.0).min(1.0);
         let cos = 0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * s / cfg.steps as f64).cos());
         opt.set_lr(cfg.lr * warm * cos);
-        let (images, weights) = make_batch(data, cfg, &mut rng);
+        let (images, weights) = make_batch(data, &photos, cfg, &mut rng);
         let images = images.to_device(device);
         let weights = weights.to_device(device);
-        let nll = net.nll_bits(&images, precision); // [B·32·32, 3]
+        let nll = net.nll_bits(&images, precision); // [B·P·P, 3]
+        let px = (cfg.patch * cfg.patch) as i64;
         let w = weights
             .unsqueeze(1)
-            .expand([cfg.batch as i64, 32 * 32, 3], false)
+            .expand([cfg.batch as i64, px, 3], false)
             .reshape([-1, 3]);
         let loss = (&nll * &w).sum(Kind::Float) / w.sum(Kind::Float);
         opt.backward_step_clip_norm(&loss, 5.0);
@@ -483,10 +629,8 @@ pub fn train(
             bar.set_message(format!("train {:.3} bpsp", run_bits / run_n as f64));
         }
         if state.step % cfg.eval_every == 0 || state.step == cfg.steps {
-            let val = float_bpsp(&net, &data.cifar_val, device);
-            let val_ema = average
-                .as_ref()
-                .map(|a| float_bpsp(&a.net, &data.cifar_val, device));
+            let val = val_bpsp(&net, &val_set, device);
+            let val_ema = average.as_ref().map(|a| val_bpsp(&a.net, &val_set, device));
             state.seconds = base_seconds + start.elapsed().as_secs_f64();
             let point = EvalPoint {
                 step: state.step,
@@ -522,6 +666,36 @@ pub fn train(
     }
 }
 
+/// Patches larger than CIFAR-10's images need a photographs-only run with photographs to cut.
+fn check_patches(cfg: &TrainConfig, usable_photos: usize) -> Result<()> {
+    if cfg.patch < 8 {
+        return Err(Error::Usage(format!("--patch {}: at least 8", cfg.patch)));
+    }
+    if cfg.patch != 32 && cfg.photo_fraction < 1.0 {
+        return Err(Error::Usage(format!(
+            "--patch {}: CIFAR-10 images are 32x32; other patch sizes need --photo-fraction 1",
+            cfg.patch
+        )));
+    }
+    if cfg.photo_fraction > 0.0 && usable_photos == 0 {
+        return Err(Error::Usage(format!(
+            "--photo-fraction {}: no training photograph of at least {}x{}",
+            cfg.photo_fraction, cfg.patch, cfg.patch
+        )));
+    }
+    Ok(())
+}
+
+/// Crops of the held-out photographs when there are any (64 per photograph), else the CIFAR-10
+/// validation split.
+fn validation_set(cfg: &TrainConfig, data: &TrainData) -> ValSet {
+    if cfg.photo_val.is_empty() {
+        ValSet::cifar(&data.cifar_val)
+    } else {
+        ValSet::photo_crops(&data.photos_val, cfg.patch.max(32), 64)
+    }
+}
+
 /// `--bf16` where it pays: on CUDA, or on a CPU with native bf16 matrix multiplies. Elsewhere
 /// the run says so and trains in f32, which is then the faster of the two.
 fn choose_precision(cfg: &TrainConfig, device: Device) -> Precision {
@@ -549,6 +723,10 @@ pub fn export(
     let model = net.to_int(&cfg.name)?;
     let llifm = path_with(&cfg.out, ".llifm");
     write_atomic(&llifm, &model.to_bytes())?;
+    if !cfg.photo_val.is_empty() {
+        let photo_val = val_bpsp(net, &validation_set(cfg, data), device);
+        eprintln!("validation on the held-out photographs: float {photo_val:.4} bpsp");
+    }
     let float_val = float_bpsp(net, &data.cifar_val, device);
     let int_val = int_bpsp(&model, &data.cifar_val, Device::Cpu)?;
     eprintln!(
@@ -641,6 +819,45 @@ mod tests {
                 Vec::<f64>::try_from(t.flatten(0, -1).to_kind(Kind::Double)).unwrap()
             })
             .collect()
+    }
+
+    /// Held-out photographs leave training by name (an unknown name is an error, not an
+    /// empty validation set); their crops are fixed, inside the image, and a gray one's loss
+    /// counts its one channel.
+    #[test]
+    fn photos_held_out_by_name_give_fixed_crops() {
+        use crate::testing::noise_image;
+        let mut data = TrainData {
+            cifar_train: CifarPool::default(),
+            cifar_val: Vec::new(),
+            photos: vec![
+                noise_image(70, 40, ChannelLayout::Rgb, 1),
+                noise_image(33, 90, ChannelLayout::Gray, 2),
+                noise_image(50, 50, ChannelLayout::Rgb, 3),
+            ],
+            photo_names: vec!["a".into(), "b".into(), "c".into()],
+            photos_val: Vec::new(),
+        };
+        let err = data.hold_out_photos(&["nope".into()]).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        data.hold_out_photos(&["b".into(), "a".into()]).unwrap();
+        assert_eq!(data.photo_names, vec!["c".to_string()]);
+        assert_eq!(data.photos_val.len(), 2);
+        let set = ValSet::photo_crops(&data.photos_val, 32, 5);
+        // 5 crops round up to a 3×3 grid, per photograph.
+        assert_eq!(set.len(), 18);
+        assert!(set.crops.iter().all(|c| c.len() == 32 * 32 * 3));
+        // "b" (gray) was held out first, so its crops come first.
+        assert_eq!(set.weights[0], [1.0, 0.0, 0.0]);
+        assert_eq!(set.weights[9], [1.0, 1.0, 1.0]);
+        let again = ValSet::photo_crops(&data.photos_val, 32, 5);
+        assert_eq!(set.crops, again.crops);
+        // The gray photograph's last crop starts at the grid's last cell centre.
+        let gray = &data.photos_val[0];
+        assert_eq!(gray.width(), 33);
+        let (spare_x, spare_y) = (gray.width() - 32, gray.height() - 32);
+        let (x0, y0) = (spare_x * 5 / 6, spare_y * 5 / 6);
+        assert_eq!(set.crops[8][..3], [gray.sample(x0, y0, 0); 3]);
     }
 
     /// The average follows `avg ← d·avg + (1 − d)·live` with the ramped decay, variable by

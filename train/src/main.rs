@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use llif::pixelcnn::train::{export_checkpoint, train, TrainConfig, TrainData};
+use llif::pixelcnn::train::{export_checkpoint, train, TrainConfig, TrainData, DEFAULT_PHOTO_VAL};
 use llif::pixelcnn::Arch;
 use llif::{Error, Result};
 
@@ -82,6 +82,14 @@ pub struct FlowArgs {
     /// Mixture components of the latents' priors (1-8).
     #[arg(long, default_value_t = 3)]
     components: usize,
+    /// A joint flow of the three colour planes (`joint-idf-2`), trained on RGB images only;
+    /// its export needs --plane.
+    #[arg(long)]
+    joint: bool,
+    /// With --joint: the plane flow for gray and alpha planes (a plane-idf-1 model file, e.g.
+    /// one trained with this command without --joint), packed into the exported model.
+    #[arg(long)]
+    plane: Option<PathBuf>,
     /// Total optimizer steps.
     #[arg(long, default_value_t = 20_000)]
     steps: usize,
@@ -169,7 +177,7 @@ pub struct PixelCnnArgs {
     /// Total optimizer steps.
     #[arg(long, default_value_t = 20_000)]
     steps: usize,
-    /// Images (32×32) per step.
+    /// Images (patches) per step.
     #[arg(long, default_value_t = 32)]
     batch: usize,
     /// Peak learning rate (Adam).
@@ -193,6 +201,15 @@ pub struct PixelCnnArgs {
     /// Fraction of images turned gray.
     #[arg(long, default_value_t = 0.1)]
     gray_fraction: f64,
+    /// Side of the square training patches: 32 (CIFAR-10's size), or larger with
+    /// --photo-fraction 1.
+    #[arg(long, default_value_t = 32)]
+    patch: u32,
+    /// Hold these photos/train files out of training and validate on crops of them instead of
+    /// the CIFAR-10 split (comma-separated file names less the extension, or `default` for the ten listed in
+    /// models/README.md).
+    #[arg(long, value_delimiter = ',')]
+    photo_val: Vec<String>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Validate and checkpoint every N steps.
@@ -260,19 +277,32 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
                 bf16: a.bf16,
                 qat8: a.qat8,
                 ema: a.ema,
+                patch: a.patch,
+                photo_val: photo_val_names(a.photo_val),
             };
-            let data = TrainData::load(&data_dir)?;
+            let mut data = TrainData::load(&data_dir)?;
+            data.hold_out_photos(&cfg.photo_val)?;
             eprintln!(
-                "training on {} CIFAR images ({} held out for validation) and {} photos",
+                "training on {} CIFAR images ({} held out for validation) and {} photos ({} held out)",
                 data.cifar_train.len(),
                 data.cifar_val.len(),
-                data.photos.len()
+                data.photos.len(),
+                data.photos_val.len()
             );
             if a.export {
                 return export_checkpoint(&cfg, &data).map(|_| ());
             }
             train(&cfg, &data, a.resume, !a.quiet).map(|_| ())
         }
+    }
+}
+
+/// `--photo-val default` names [`DEFAULT_PHOTO_VAL`].
+fn photo_val_names(args: Vec<String>) -> Vec<String> {
+    if args.len() == 1 && args[0] == "default" {
+        DEFAULT_PHOTO_VAL.iter().map(|s| s.to_string()).collect()
+    } else {
+        args
     }
 }
 
@@ -300,7 +330,7 @@ fn check_ema(decay: Option<f64>) -> Result<()> {
 
 /// `llif train flow`.
 fn train_flow(a: FlowArgs) -> Result<()> {
-    use llif::flow::model::{FlowMeta, PLANE_IDF_1};
+    use llif::flow::model::{FlowMeta, JOINT_IDF_2, PLANE_IDF_1};
     use llif::flow::train::{export_checkpoint, train, FlowTrainConfig};
     let data_dir = data_folder(a.data)?;
     let name = a.name.unwrap_or_else(|| default_name(&a.out, "flow"));
@@ -308,11 +338,13 @@ fn train_flow(a: FlowArgs) -> Result<()> {
     let meta = FlowMeta {
         family: "flow".into(),
         name,
-        flow: PLANE_IDF_1.into(),
+        flow: if a.joint { JOINT_IDF_2 } else { PLANE_IDF_1 }.into(),
         levels: a.levels,
         couplings: a.couplings,
         hidden: a.hidden,
         components: a.components,
+        colours: if a.joint { 3 } else { 1 },
+        plane: None,
     };
     meta.validate().map_err(|e| Error::Usage(e.to_string()))?;
     let cfg = FlowTrainConfig {
@@ -329,6 +361,7 @@ fn train_flow(a: FlowArgs) -> Result<()> {
         eval_every: a.eval_every,
         cuda: a.cuda,
         ema: a.ema,
+        plane_model: a.plane,
     };
     let data = TrainData::load(&data_dir)?;
     eprintln!(

@@ -11,7 +11,8 @@ use super::codec_cmds::{CompressArgs, DecompressArgs};
 use super::io::{check_target, read_image_input, write_file_atomic, Output};
 use llif::format::archive::{entry_file_name, Archive, ArchiveBuilder, ArchiveIndex};
 use llif::{
-    decode_archive_entry, DecodeControl, EncodeOptions, Error, Limits, Model, ModelSet, Result,
+    decode_archive_entry, DecodeControl, EncodeOptions, Error, Limits, ModelChoice, ModelSet,
+    Result,
 };
 
 /// Extensions of the image files a folder archive takes (lossless formats only).
@@ -119,30 +120,38 @@ fn progress(total: u64, verb: &str) -> indicatif::ProgressBar {
     )
 }
 
-/// What an encoded entry reports: its file, samples, ideal bits.
+/// What an encoded entry reports: its file, samples, pixels, which candidate coded it.
 struct EncodedEntry {
     file: Vec<u8>,
     samples: u64,
     pixels: u64,
+    /// Position of its model in the choice.
+    model: usize,
 }
 
-fn encode_one(image: &llif::Image, model: &Model, limits: &Limits) -> Result<EncodedEntry> {
+fn encode_one(image: &llif::Image, choice: &ModelChoice, limits: &Limits) -> Result<EncodedEntry> {
     limits.check(image.width(), image.height())?;
-    limits.check_working_memory(model.family_model().working_memory(
+    limits.check_working_memory(choice.working_memory(
         image.width(),
         image.height(),
         image.layout(),
     ))?;
+    let model = choice.choose(image)?;
     let enc = llif::encode_image_with(image, model, &EncodeOptions::default())?;
     Ok(EncodedEntry {
         file: enc.bytes,
         samples: image.samples() as u64,
         pixels: image.width() as u64 * image.height() as u64,
+        model: choice
+            .models()
+            .iter()
+            .position(|m| m.id() == model.id())
+            .unwrap_or(0),
     })
 }
 
 /// `llif compress FOLDER|BATCH.bin`: one archive of all its images.
-pub fn compress_archive(a: &CompressArgs, model: &Model, limits: &Limits) -> Result<()> {
+pub fn compress_archive(a: &CompressArgs, choice: &ModelChoice, limits: &Limits) -> Result<()> {
     let input = a.input.as_path();
     let out = archive_output(a.output.as_deref(), input)?;
     if let Output::File(p) = &out {
@@ -150,9 +159,9 @@ pub fn compress_archive(a: &CompressArgs, model: &Model, limits: &Limits) -> Res
     }
     let t = Instant::now();
     let (entries, names, skipped) = if input.is_dir() {
-        encode_folder(input, model, limits)?
+        encode_folder(input, choice, limits)?
     } else {
-        (encode_cifar(input, model, limits)?, None, 0)
+        (encode_cifar(input, choice, limits)?, None, 0)
     };
     let pixels = entries
         .iter()
@@ -174,19 +183,42 @@ pub fn compress_archive(a: &CompressArgs, model: &Model, limits: &Limits) -> Res
             String::new()
         };
         eprintln!(
-            "{} -> {}: {} images, {} bytes, {:.3} bits/sub-pixel (as separate files {:.3}), {} {} ({:.2} s){note}",
+            "{} -> {}: {} images, {} bytes, {:.3} bits/sub-pixel (as separate files {:.3}), {} ({:.2} s){note}",
             input.display(),
             out.describe(),
             entries.len(),
             bytes.len(),
             8.0 * bytes.len() as f64 / samples as f64,
             8.0 * files as f64 / samples as f64,
-            model.name(),
-            model.id().map(|i| i.to_string()).unwrap_or_default(),
+            models_used(choice, &entries),
             t.elapsed().as_secs_f64()
         );
     }
     Ok(())
+}
+
+/// `NAME ID`, or for a choice of models `NAME ID (N images), …` of those that coded any.
+fn models_used(choice: &ModelChoice, entries: &[EncodedEntry]) -> String {
+    let label = |m: &llif::Model| {
+        format!(
+            "{} {}",
+            m.name(),
+            m.id().map(|i| i.to_string()).unwrap_or_default()
+        )
+    };
+    if choice.models().len() == 1 {
+        return label(choice.first());
+    }
+    let used: Vec<String> = choice
+        .models()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let n = entries.iter().filter(|e| e.model == i).count();
+            (n > 0).then(|| format!("{} ({n} images)", label(m)))
+        })
+        .collect();
+    used.join(", ")
 }
 
 /// `-o` (`-` for stdout), or the input with `.llif` (a folder `photos/` gives `photos.llif`
@@ -210,7 +242,7 @@ fn archive_output(output: Option<&Path>, input: &Path) -> Result<Output> {
 
 type EncodedFolder = (Vec<EncodedEntry>, Option<Vec<String>>, usize);
 
-fn encode_folder(dir: &Path, model: &Model, limits: &Limits) -> Result<EncodedFolder> {
+fn encode_folder(dir: &Path, choice: &ModelChoice, limits: &Limits) -> Result<EncodedFolder> {
     let (sources, skipped) = folder_sources(dir)?;
     if sources.is_empty() {
         return Err(Error::Usage(format!(
@@ -226,7 +258,7 @@ fn encode_folder(dir: &Path, model: &Model, limits: &Limits) -> Result<EncodedFo
             let image = read_image_input(&s.path, limits)
                 .and_then(|bytes| llif::corpus::decode_image_bytes_within(&bytes, limits))
                 .map_err(|e| annotate(&s.path, e))?;
-            let entry = encode_one(&image, model, limits).map_err(|e| annotate(&s.path, e))?;
+            let entry = encode_one(&image, choice, limits).map_err(|e| annotate(&s.path, e))?;
             bar.inc(1);
             Ok(entry)
         })
@@ -236,7 +268,7 @@ fn encode_folder(dir: &Path, model: &Model, limits: &Limits) -> Result<EncodedFo
     Ok((entries?, Some(names), skipped))
 }
 
-fn encode_cifar(path: &Path, model: &Model, limits: &Limits) -> Result<Vec<EncodedEntry>> {
+fn encode_cifar(path: &Path, choice: &ModelChoice, limits: &Limits) -> Result<Vec<EncodedEntry>> {
     // The count first, from the file's size (`is_cifar_batch` found whole records).
     let bytes = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
@@ -247,7 +279,7 @@ fn encode_cifar(path: &Path, model: &Model, limits: &Limits) -> Result<Vec<Encod
     let entries = images
         .par_iter()
         .map(|c| {
-            let entry = encode_one(&c.image, model, limits)?;
+            let entry = encode_one(&c.image, choice, limits)?;
             bar.inc(1);
             Ok(entry)
         })

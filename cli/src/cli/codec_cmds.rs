@@ -11,7 +11,7 @@ use super::io::{
 };
 use llif::{
     decode_image_with, encode_image_with_stats, CodecFamily, DecodeControl, Error, Header, Limits,
-    Model, ModelSet, Result,
+    Model, ModelChoice, ModelSet, Result,
 };
 
 #[derive(Args)]
@@ -91,9 +91,10 @@ fn decode_with_progress(
     result
 }
 
-/// Resolves `--model`: family, built-in name/id, `stored`, or a file.
-pub fn resolve_model(key: &str, set: &ModelSet) -> Result<Model> {
-    if let Some(m) = set.find(key) {
+/// Resolves `--model`: family, built-in name/id, `stored`, or a file. `default` and a family
+/// give the models the encoder chooses among per image ([`ModelSet::choice`]).
+pub fn resolve_model(key: &str, set: &ModelSet) -> Result<ModelChoice> {
+    if let Some(m) = set.choice(key) {
         return Ok(m);
     }
     if let Some(family) = CodecFamily::from_name(key) {
@@ -105,7 +106,7 @@ pub fn resolve_model(key: &str, set: &ModelSet) -> Result<Model> {
     }
     let path = Path::new(key);
     if path.exists() {
-        return Model::from_file(path);
+        return Model::from_file(path).map(ModelChoice::from);
     }
     let known: Vec<String> = set
         .iter()
@@ -151,17 +152,18 @@ pub fn compress(a: CompressArgs) -> Result<()> {
     }
     let out = choose_output(a.output.as_deref(), &a.input, "llif");
     check_overwrite(&out, a.force)?;
-    let model = resolve_model(&a.model.model, &ModelSet::builtin())?;
+    let choice = resolve_model(&a.model.model, &ModelSet::builtin())?;
     let limits = a.limits.limits();
     let bytes = read_image_input(&a.input, &limits)?;
     let image = llif::corpus::decode_image_bytes_within(&bytes, &limits)?;
-    limits.check_working_memory(model.family_model().working_memory(
+    limits.check_working_memory(choice.working_memory(
         image.width(),
         image.height(),
         image.layout(),
     ))?;
     let t = Instant::now();
-    let enc = encode_image_with_stats(&image, &model)?;
+    let model = choice.choose(&image)?;
+    let enc = encode_image_with_stats(&image, model)?;
     let secs = t.elapsed().as_secs_f64();
     out.write(&enc.bytes, a.force)?;
     if !a.quiet {
