@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use llif::format::archive::{entry_file_name, ArchiveBuilder};
 use llif::testing::{
-    encode_with_model, random_flow_mixture, random_pixelcnn, random_pixelcnn8, synthetic_image,
-    tiny_arch, with_adaptive_stage8,
+    encode_with_model, random_flow_mixture, random_joint_flow, random_pixelcnn, random_pixelcnn8,
+    synthetic_image, tiny_arch, with_adaptive_stage8,
 };
 use llif::{decode_archive, decode_image, ChannelLayout, Image, Limits, Model, ModelSet};
 
@@ -52,7 +52,7 @@ fn golden_files_decode_to_their_pixels() {
 fn golden_model_files_are_unchanged() {
     // The model file format is part of the promise too: each kept model must parse to the id
     // its files name.
-    for name in ["tiny-v1", "tiny8a-v1", "tinyflow-v1"] {
+    for name in ["tiny-v1", "tiny8a-v1", "tinyflow-v1", "tinyjoint-v1"] {
         let bytes = std::fs::read(dir().join(format!("{name}.llifm"))).unwrap();
         let model = Model::from_bytes(&bytes).unwrap();
         let id = std::fs::read_to_string(dir().join(format!("{name}.id"))).unwrap();
@@ -94,6 +94,16 @@ fn write_golden_files() {
         std::fs::write(d.join("tinyflow-v1.id"), format!("{}\n", m.id)).unwrap();
     }
     let tinyflow = Model::from_file(&flow_path).unwrap();
+    // Joint flows (`joint-idf-2`): a joint flow of 2 levels of 2 couplings, 8 hidden units,
+    // 2-component priors, and a plane flow of 3 levels (so images extend to multiples of 8),
+    // 9 hidden units, 1 component; translations of about 40, so some latents escape.
+    let joint_path = d.join("tinyjoint-v1.llifm");
+    if !joint_path.exists() {
+        let m = random_joint_flow(2, 2, 8, 3, 40.0, 2028);
+        std::fs::write(&joint_path, m.to_bytes()).unwrap();
+        std::fs::write(d.join("tinyjoint-v1.id"), format!("{}\n", m.id)).unwrap();
+    }
+    let tinyjoint = Model::from_file(&joint_path).unwrap();
     let mut cases: Vec<(String, Image, Model)> = vec![
         (
             "v1-pixelcnn-rgb-1x1".into(),
@@ -155,6 +165,26 @@ fn write_golden_files() {
             "v1-flow-rgb-33x20".into(),
             synthetic_image(33, 20, ChannelLayout::Rgb, 12, 204),
             tinyflow,
+        ),
+        (
+            "v1-jointflow-rgb-1x1".into(),
+            synthetic_image(1, 1, ChannelLayout::Rgb, 0, 300),
+            tinyjoint.clone(),
+        ),
+        (
+            "v1-jointflow-gray-5x3".into(),
+            synthetic_image(5, 3, ChannelLayout::Gray, 30, 301),
+            tinyjoint.clone(),
+        ),
+        (
+            "v1-jointflow-rgba-7x4".into(),
+            synthetic_image(7, 4, ChannelLayout::Rgba, 30, 302),
+            tinyjoint.clone(),
+        ),
+        (
+            "v1-jointflow-rgb-33x20".into(),
+            synthetic_image(33, 20, ChannelLayout::Rgb, 12, 303),
+            tinyjoint,
         ),
         (
             "v1-stored-rgb-3x2".into(),

@@ -2,8 +2,9 @@
 //! file describes, never a panic, an abort or a hang.
 //!
 //! Models: the small models of the golden files (`tiny-v1`, a PixelCNN on the 32-bit engine,
-//! `tiny8a-v1` on the 8-bit engine with the adaptive stage, `tinyflow-v1` a flow), whose files decode through the same family
-//! code, engines, coder and checks as the shipped models' but fast enough for millions of
+//! `tiny8a-v1` on the 8-bit engine with the adaptive stage, `tinyflow-v1` a flow,
+//! `tinyjoint-v1` a joint flow), whose files decode through the same family code, engines,
+//! coder and checks as the shipped models' but fast enough for millions of
 //! inputs (a shipped model costs ~50x more per pixel). Limits: the defaults, with the pixel
 //! budget lowered to 16x16, so that a 20-byte input cannot ask for minutes of decoding; the
 //! code paths are the same at every size (the time bound of the default limits is stated in
@@ -24,6 +25,8 @@ fn models() -> &'static ModelSet {
         set.add("tiny8a-v1", Model::from_bytes(tiny8a).expect("golden model"));
         let tinyflow = include_bytes!("../../tests/golden/tinyflow-v1.llifm");
         set.add("tinyflow-v1", Model::from_bytes(tinyflow).expect("golden model"));
+        let tinyjoint = include_bytes!("../../tests/golden/tinyjoint-v1.llifm");
+        set.add("tinyjoint-v1", Model::from_bytes(tinyjoint).expect("golden model"));
         set
     })
 }
