@@ -182,10 +182,21 @@ impl ModelSet {
 
     /// Adds a model under `name` (later lookups by name find the first one added).
     pub fn add(&mut self, name: &str, model: Model) {
+        self.push(name, model, false);
+    }
+
+    /// Adds a model as [`ModelSet::add`] does, which the encoder may also choose per image
+    /// instead of the first model of its family when given `default` or the family's name (as
+    /// [`BuiltinModel::chosen_per_image`]).
+    pub fn add_chosen_per_image(&mut self, name: &str, model: Model) {
+        self.push(name, model, true);
+    }
+
+    fn push(&mut self, name: &str, model: Model, chosen_per_image: bool) {
         self.models.push(Entry {
             name: name.to_string(),
             file: None,
-            chosen_per_image: false,
+            chosen_per_image,
             id: OnceLock::new(),
             model: OnceLock::from(model),
         });

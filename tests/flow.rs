@@ -155,14 +155,18 @@ fn a_joint_model_codes_colour_jointly_and_gray_with_its_plane_flow() {
         .all(|g| std::ptr::eq(g.flow, joint.plane_flow())));
 
     // The plane flow as a model of its own (a plane-idf-1 file) codes gray images to the same
-    // payload (the header's model id differs, so compare payload bits).
-    let mut alone = joint.plane_flow().clone();
-    alone.meta.flow = llif::flow::model::PLANE_IDF_1.into();
-    let alone = FlowModel::from_bytes(&alone.to_bytes()).unwrap();
-    let img = synthetic_image(10, 7, ChannelLayout::Gray, 5, 3);
+    // payload (the header's model id differs, so compare payloads), and RGB images to another
+    // one: the joint model codes colour with its joint flow.
+    let alone = FlowModel::from_bytes(&joint.plane_flow().to_bytes()).unwrap();
+    let gray = synthetic_image(10, 7, ChannelLayout::Gray, 5, 3);
     assert_eq!(
-        joint.encode_payload(&img).unwrap(),
-        alone.encode_payload(&img).unwrap()
+        joint.encode_payload(&gray).unwrap(),
+        alone.encode_payload(&gray).unwrap()
+    );
+    let rgb = synthetic_image(10, 7, ChannelLayout::Rgb, 5, 3);
+    assert_ne!(
+        joint.encode_payload(&rgb).unwrap().bytes,
+        alone.encode_payload(&rgb).unwrap().bytes
     );
 }
 
@@ -179,12 +183,37 @@ fn model_files_round_trip_and_unknown_architectures_are_unsupported() {
     for cut in [bytes.len() - 1, bytes.len() / 2, 40] {
         assert!(FlowModel::from_bytes(&bytes[..cut]).is_err());
     }
-    // A joint flow without its plane flow, or a plane flow with one, is invalid.
-    let text = String::from_utf8_lossy(&bytes).replace("joint-idf-2", "plane-idf-1");
-    assert!(matches!(
-        FlowModel::from_bytes(text.as_bytes()),
-        Err(Error::InvalidModel(_))
-    ));
+    // Metadata edited as JSON, the body kept: a joint flow without its plane flow, a plane
+    // flow with one, and a joint flow that claims one colour plane are invalid.
+    let file = llif::model_file::ModelFile::parse(&bytes).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(file.meta_json).unwrap();
+    let edited = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut m = meta.clone();
+        edit(&mut m);
+        let json = serde_json::to_vec(&m).unwrap();
+        FlowModel::from_bytes(&llif::model_file::ModelFile::assemble(&json, file.body))
+    };
+    for (what, edit) in [
+        (
+            "without a plane flow",
+            &(|m: &mut serde_json::Value| {
+                m.as_object_mut().unwrap().remove("plane");
+            }) as &dyn Fn(&mut serde_json::Value),
+        ),
+        ("with a plane flow", &|m: &mut serde_json::Value| {
+            m["flow"] = "plane-idf-1".into();
+            m["colours"] = 1.into();
+        }),
+        ("of 1 planes", &|m: &mut serde_json::Value| {
+            m["colours"] = 1.into();
+        }),
+    ] {
+        match edited(edit) {
+            Err(Error::InvalidModel(msg)) => assert!(msg.contains(what), "{what}: {msg}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert!(edited(&|_| {}).is_ok(), "the unedited metadata loads");
 
     let flow = random_flow(2, 3, 7, 5.0, 3);
     let bytes = flow.to_bytes();

@@ -56,7 +56,7 @@ fn an_estimate_over_every_pixel_is_the_ideal_code_length() {
 }
 
 /// The choice is the candidate with the lowest estimate per sample (the first on ties), and
-/// the same on any thread count; a choice of one model never runs an estimate.
+/// the same on any thread count; a choice of one model is that model.
 #[test]
 fn the_choice_is_the_lowest_estimate_on_any_thread_count() {
     let candidates = models();
@@ -111,4 +111,29 @@ fn default_and_family_keys_give_a_choice_a_model_name_one_model() {
     let named = llif::codec::BUILTIN_MODELS.last().unwrap().name;
     assert_eq!(set.choice(named).unwrap().models().len(), 1);
     assert!(set.choice("no-such-model").is_none());
+}
+
+/// In a set of given models: `default` and the family's name give the first model and, after
+/// it, the models added to be chosen per image, in order (never the first twice, never a model
+/// of another family); a model's own name gives only it.
+#[test]
+fn models_added_to_be_chosen_per_image_join_the_default_choice() {
+    let [a, b, c] = [3, 4, 5].map(|seed| Model::new(random_pixelcnn(tiny_arch(), seed)));
+    let flow = Model::new(llif::testing::random_flow(1, 1, 4, 2.0, 1));
+    let mut set = ModelSet::empty();
+    set.add("a", a.clone());
+    set.add_chosen_per_image("flow", flow.clone());
+    set.add("b", b.clone());
+    set.add_chosen_per_image("c", c.clone());
+    set.add_chosen_per_image("a-again", a.clone());
+    let ids = |key: &str| -> Vec<_> {
+        let choice = set.choice(key).unwrap();
+        choice.models().iter().map(Model::id).collect()
+    };
+    assert_eq!(ids("default"), vec![a.id(), c.id()]);
+    assert_eq!(ids("pixelcnn"), vec![a.id(), c.id()]);
+    assert_eq!(ids("b"), vec![b.id()]);
+    assert_eq!(ids("c"), vec![c.id()]);
+    // The family name finds the flow, which is not offered twice.
+    assert_eq!(ids("flow"), vec![flow.id()]);
 }

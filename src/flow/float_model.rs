@@ -7,8 +7,9 @@
 //! network therefore computes what the integer network computes, up to the requantization
 //! multiplier's 16 bits. [`FlowFloat::to_int`] writes those integers into a [`FlowModel`].
 //!
-//! Shapes: planes `[N, 1, H, W]`, condition slots `[N, 3, H, W]` (bytes as floats), roles
-//! `[N]` (`i64`); `H`, `W` multiples of `2^L`.
+//! Shapes: groups of planes `[N, P, H, W]` (`P` = the flow's `colours`: 1, or 3 for a joint
+//! flow), condition slots `[N, 3, H, W]` (bytes as floats), roles `[N]` (`i64`); `H`, `W`
+//! multiples of `2^L`.
 
 use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
@@ -251,7 +252,7 @@ impl FlowFloat {
         (level - 1) * (self.meta.couplings + 1)
     }
 
-    /// Total −log2 p of each plane's latents, `[N]` in bits: `planes` `[N, 1, H, W]` samples,
+    /// Total −log2 p of each group's latents, `[N]` in bits: `planes` `[N, P, H, W]` samples,
     /// `slots` `[N, 3, H, W]`, `roles` `[N]`.
     pub fn nll_bits(&self, planes: &Tensor, slots: &Tensor, roles: &Tensor) -> Tensor {
         let conds = conditions(slots, self.meta.levels);

@@ -1,9 +1,10 @@
 //! The flow codec family: an integer discrete flow (IDF) whose latents are coded with ANS
 //! (SPEC.md, "Flow payloads"). The fast model of llif: a whole image is a few network passes
-//! per plane, with no per-pixel loop.
+//! per group of planes, with no per-pixel loop.
 //!
 //! - [`model`]: the model file, its networks (three 8-bit convolutions each) and how they run.
-//! - [`transform`]: squeeze, couplings and factor-out of one plane, forward and inverse.
+//! - [`transform`]: squeeze, couplings and factor-out of a group of planes, forward and
+//!   inverse.
 //! - `float_model`, `train` (feature `torch`): training and export (`llif train flow`).
 //!
 //! Planes are coded in groups one after another (SPEC.md): a `plane-idf-1` model codes each
@@ -66,7 +67,7 @@ pub struct PlaneGroup<'m> {
 impl FlowModel {
     /// The groups of an image of `layout`, in coding order.
     pub fn groups(&self, layout: ChannelLayout) -> Vec<PlaneGroup<'_>> {
-        let joint = self.plane.is_some() && layout.color_channels() == 3;
+        let joint = self.meta.colours == 3 && layout.color_channels() == 3;
         let single = |p: usize, role: usize| PlaneGroup {
             flow: self.plane_flow(),
             planes: p..p + 1,
@@ -119,6 +120,13 @@ fn slots<'a>(planes: &'a [Vec<u8>], p: usize, zeros: &'a [u8]) -> [&'a [u8]; 3] 
 
 impl FlowModel {
     fn geometry(&self, width: u32, height: u32) -> Result<(usize, usize)> {
+        // Model files cannot break this (`from_model_file` refuses them); a model put together
+        // in code could.
+        if self.meta.colours != self.plane.as_ref().map_or(1, |_| 3) {
+            return Err(Error::InvalidModel(
+                "a joint flow needs its plane flow, a plane flow has none".into(),
+            ));
+        }
         if width == 0 || height == 0 {
             return Err(Error::InvalidHeader(format!("a {width}x{height} image")));
         }
@@ -271,11 +279,13 @@ impl FlowModel {
         let k = self.meta.components.max(plane.meta.components) as u64;
         // Per extended sample and plane (the encoder keeps every plane's latents): its byte
         // plane (1), latents (4), their priors (3·k i32 outputs per latent: 12·k), coupling
-        // outputs (4). Once per image: the condition levels (3 slots, 8 bytes per sample over
-        // all levels), and at level 1 (a quarter of the positions) the networks' two hidden
-        // byte grids and their input bytes (at most 64 each), a prior's outputs of a level
-        // (12·k per latent, counted above) and slack.
-        let per_sample = c * (1 + 4 + 12 * k + 4) + 3 * 8 + (2 * h + 64) / 4 + 16;
+        // outputs (4). Per group, as the encoder runs the groups at once: the condition levels
+        // (3 slots, 8 bytes per sample over all levels), and at level 1 (a quarter of the
+        // positions) the networks' two hidden byte grids and their input bytes (at most 64
+        // each), a prior's outputs of a level (12·k per latent, counted above) and slack.
+        let groups = self.groups(layout).len() as u64;
+        let per_group = 3 * 8 + (2 * h + 64) / 4 + 16;
+        let per_sample = c * (1 + 4 + 12 * k + 4) + groups * per_group;
         n.saturating_mul(per_sample)
     }
 }

@@ -17,7 +17,7 @@ use crate::model_file::ModelFile;
 
 /// The `family` of flow model files.
 pub const FAMILY_NAME: &str = "flow";
-/// The architecture this build implements (SPEC.md).
+/// The architecture that codes each plane alone (SPEC.md "Flow models").
 pub const PLANE_IDF_1: &str = "plane-idf-1";
 /// The architecture with a joint flow of an RGB image's three colour planes and a plane flow
 /// for gray and alpha planes (SPEC.md, "Joint flows").
@@ -37,7 +37,7 @@ pub struct FlowMeta {
     /// `"flow"`.
     pub family: String,
     pub name: String,
-    /// The architecture, [`PLANE_IDF_1`].
+    /// The architecture, [`PLANE_IDF_1`] or [`JOINT_IDF_2`].
     pub flow: String,
     /// `L`: squeeze levels, 1 ..= 4.
     pub levels: usize,

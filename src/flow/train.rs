@@ -5,9 +5,10 @@
 //!
 //! Data as for the PixelCNN (`pixelcnn::train::TrainData`): the 49,000 training images of
 //! CIFAR-10's five batches, random 32×32 patches of `photos/train/`, the last 1,000 images of
-//! `data_batch_5.bin` for validation; never the test sets. A batch's RGB images become three
-//! planes (R; G given R; B given R and G), gray ones one plane, and a few RGB images also get
-//! an alpha plane (constant, as most alpha planes are), so every role is trained.
+//! `data_batch_5.bin` for validation; never the test sets. For a plane flow, a batch's RGB
+//! images become three planes (R; G given R; B given R and G), gray ones one plane, and a few
+//! RGB images also get an alpha plane (constant, as most alpha planes are), so every role is
+//! trained; a joint flow (`--joint`) takes RGB images whole.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -1,5 +1,5 @@
-//! The flow of one group of planes, both ways (SPEC.md, "The flow of one plane"): squeezes, couplings,
-//! factor-outs, and the conditions of each level.
+//! The flow of one group of planes, both ways (SPEC.md, "The flow of one plane"): squeezes,
+//! couplings, factor-outs, and the conditions of each level.
 //!
 //! Tensors are [`Chw`]: `i32` values, channels first. Network inputs are built from them as
 //! bytes, positions first (`[h][w][channels]`), which is what the convolutions read.
@@ -179,7 +179,7 @@ fn net_input(z: Option<(&Chw, std::ops::Range<usize>)>, cond: &Condition) -> Vec
     bytes
 }
 
-/// One plane's flow: the model, the plane's role and its levels' conditions.
+/// One group's flow: the flow that transforms it, the group's role and its levels' conditions.
 pub struct PlaneFlow<'a> {
     pub model: &'a FlowModel,
     pub role: usize,

@@ -211,15 +211,26 @@ impl TrainData {
         })
     }
 
-    /// Moves the photographs named `names` (file names less the extension, in `photos/train/`) from training to
-    /// `photos_val`. Every name must be there: a typo must not validate on nothing.
+    /// Moves the photographs named `names` (file names less the extension, in `photos/train/`)
+    /// from training to `photos_val`. Every name must be there, once: a typo must not validate
+    /// on nothing. A refused list moves nothing.
     pub fn hold_out_photos(&mut self, names: &[String]) -> Result<()> {
+        for (k, name) in names.iter().enumerate() {
+            if names[..k].contains(name) {
+                return Err(Error::Usage(format!("--photo-val: {name} named twice")));
+            }
+            if !self.photo_names.contains(name) {
+                return Err(Error::Usage(format!(
+                    "--photo-val: no {name} in photos/train"
+                )));
+            }
+        }
         for name in names {
             let i = self
                 .photo_names
                 .iter()
                 .position(|n| n == name)
-                .ok_or_else(|| Error::Usage(format!("--photo-val: no {name} in photos/train")))?;
+                .expect("checked above");
             self.photo_names.remove(i);
             self.photos_val.push(self.photos.remove(i));
         }
@@ -588,6 +599,12 @@ pub fn train(
     let photos = data.photos_at_least(cfg.patch);
     check_patches(cfg, photos.len())?;
     let val_set = validation_set(cfg, data);
+    if val_set.is_empty() {
+        return Err(Error::Usage(format!(
+            "no validation images: the held-out photographs are all smaller than {0}x{0}",
+            cfg.patch.max(32)
+        )));
+    }
     eprintln!(
         "validating on {} {}x{} {}",
         val_set.len(),
@@ -840,6 +857,9 @@ mod tests {
         };
         let err = data.hold_out_photos(&["nope".into()]).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+        let err = data.hold_out_photos(&["a".into(), "a".into()]).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+        assert_eq!(data.photos.len(), 3, "a refused list moves nothing");
         data.hold_out_photos(&["b".into(), "a".into()]).unwrap();
         assert_eq!(data.photo_names, vec!["c".to_string()]);
         assert_eq!(data.photos_val.len(), 2);

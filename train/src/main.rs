@@ -335,6 +335,7 @@ fn train_flow(a: FlowArgs) -> Result<()> {
     let data_dir = data_folder(a.data)?;
     let name = a.name.unwrap_or_else(|| default_name(&a.out, "flow"));
     check_ema(a.ema)?;
+    check_plane_flow(a.joint, a.plane.as_deref())?;
     let meta = FlowMeta {
         family: "flow".into(),
         name,
@@ -374,6 +375,33 @@ fn train_flow(a: FlowArgs) -> Result<()> {
         return export_checkpoint(&cfg, &data).map(|_| ());
     }
     train(&cfg, &data, a.resume).map(|_| ())
+}
+
+/// A joint flow needs its plane flow (checked before training, not at the export after it),
+/// and only a joint flow takes one.
+fn check_plane_flow(joint: bool, plane: Option<&std::path::Path>) -> Result<()> {
+    match (joint, plane) {
+        (false, Some(_)) => Err(Error::Usage(
+            "--plane: only a joint flow (--joint) takes a plane flow".into(),
+        )),
+        (true, None) => Err(Error::Usage(
+            "--joint needs --plane MODEL.llifm: the plane flow for gray and alpha planes (a \
+             plane-idf-1 model, e.g. trained with `llif train flow` without --joint)"
+                .into(),
+        )),
+        (true, Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let model = llif::flow::FlowModel::from_bytes(&bytes)?;
+            if model.plane.is_some() {
+                return Err(Error::Usage(format!(
+                    "--plane {}: a joint model; the plane flow must be a plane-idf-1 model",
+                    path.display()
+                )));
+            }
+            Ok(())
+        }
+        (false, None) => Ok(()),
+    }
 }
 
 /// `llif train int8`: dequantize, calibrate on training data, quantize, write.
