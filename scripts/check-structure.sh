@@ -22,7 +22,7 @@ check() {
     done <<< "$hits"
 }
 check tch 'src/pixelcnn/float_model.rs' 'src/pixelcnn/train.rs' 'src/flow/float_model.rs' \
-    'src/flow/train.rs' 'src/intnet/tch_eval.rs' \
+    'src/flow/train.rs' 'src/vae/float_model.rs' 'src/vae/train.rs' 'src/intnet/tch_eval.rs' \
     'src/runtime.rs' 'src/error.rs' 'examples/gemm_speed.rs'
 check torch_sys 'src/runtime.rs'
 check constriction 'src/coding/*'

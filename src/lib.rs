@@ -48,6 +48,7 @@ pub mod pixelcnn;
 pub mod runtime;
 #[doc(hidden)]
 pub mod testing;
+pub mod vae;
 
 pub use codec::{
     decode_archive, decode_archive_entry, decode_image, decode_image_with, encode_archive,

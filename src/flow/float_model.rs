@@ -29,7 +29,7 @@ const OUTPUT_WEIGHT_GAIN: f64 = 1.0;
 const OUTPUT_BIAS_GAIN: f64 = 4.0;
 
 /// `x` rounded in the forward pass, the identity in the backward pass.
-fn round_ste(x: &Tensor) -> Tensor {
+pub(crate) fn round_ste(x: &Tensor) -> Tensor {
     x + (x.round() - x).detach()
 }
 
@@ -67,7 +67,8 @@ fn fake_quant(w: &Tensor, bits: WeightBits) -> (Tensor, Tensor) {
 }
 
 /// One network in float: 3×3 `in → h` (plus a bias per role), 1×1 `h → h`, 3×3 `h → out`.
-struct NetFloat {
+/// (The VAE's networks are these too.)
+pub(crate) struct NetFloat {
     w1: Tensor,
     b1: Tensor,
     role_bias: Tensor,
@@ -78,7 +79,13 @@ struct NetFloat {
 }
 
 impl NetFloat {
-    fn new(p: nn::Path, kind: NetKind, inputs: i64, hidden: i64, outputs: i64) -> NetFloat {
+    pub(crate) fn new(
+        p: nn::Path,
+        kind: NetKind,
+        inputs: i64,
+        hidden: i64,
+        outputs: i64,
+    ) -> NetFloat {
         // Inputs are bytes (0..=255, root mean square about 150): pre-activations start with a
         // spread of about 100, inside the byte range.
         let k1 = 0.7 / (9.0 * inputs as f64).sqrt();
@@ -127,7 +134,7 @@ impl NetFloat {
 
     /// `x`: `[N, in, h, w]` bytes as floats → `[N, out, h, w]` (translations in latent units;
     /// prior means in latent units and log-scales in nats).
-    fn forward(&self, x: &Tensor, roles: &Tensor) -> Tensor {
+    pub(crate) fn forward(&self, x: &Tensor, roles: &Tensor) -> Tensor {
         let (w1, _) = fake_quant(&self.w1, WeightBits::Eight);
         let (w2, _) = fake_quant(&self.w2, WeightBits::Eight);
         let (w3, _) = fake_quant(&self.w3_per_byte(), WeightBits::Sixteen);
@@ -181,7 +188,7 @@ pub fn conditions(slots: &Tensor, levels: usize) -> Vec<Tensor> {
 }
 
 /// Bytes a network reads of latents: `clamp(z + 128, 0, 255)`.
-fn latent_bytes(z: &Tensor) -> Tensor {
+pub(crate) fn latent_bytes(z: &Tensor) -> Tensor {
     (z + 128.0).clamp(0.0, 255.0)
 }
 
@@ -191,7 +198,7 @@ pub fn latent_nll_bits(v: &Tensor, mean: &Tensor, log_scale: &Tensor) -> Tensor 
 }
 
 /// ln of the discretized logistic's mass at integer `v`, elementwise (broadcasting).
-fn log_mass(v: &Tensor, mean: &Tensor, log_scale: &Tensor) -> Tensor {
+pub(crate) fn log_mass(v: &Tensor, mean: &Tensor, log_scale: &Tensor) -> Tensor {
     let ls = log_scale.clamp(-5.0, 6.0);
     let inv = (-&ls).exp();
     let centred = v - mean;

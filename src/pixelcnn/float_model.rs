@@ -156,6 +156,17 @@ impl PixelCnnFloat {
     /// Mixture parameters `[N, channels · 3K]` in real units, with the hidden layers' matmuls
     /// in `precision`.
     pub fn forward(&self, images: &Tensor, precision: Precision) -> Tensor {
+        self.forward_conditioned(images, precision, None)
+    }
+
+    /// [`PixelCnnFloat::forward`] with `first_bias` `[N, hidden]` (real units) added to the
+    /// first layer's pre-activations of every pixel: how a VAE's latent conditions the network.
+    pub fn forward_conditioned(
+        &self,
+        images: &Tensor,
+        precision: Precision,
+        first_bias: Option<&Tensor>,
+    ) -> Tensor {
         let input = self.inputs(images);
         let n = self.weights.len();
         let mut h = input.shallow_clone();
@@ -169,6 +180,10 @@ impl PixelCnnFloat {
                     .to_kind(Kind::BFloat16)
                     .matmul(&w.to_kind(Kind::BFloat16).tr())
                     .to_kind(Kind::Float),
+            };
+            let z = match (l, first_bias) {
+                (0, Some(extra)) => z + extra,
+                _ => z,
             };
             h = (z + &self.biases[l]).clamp(0.0, fixed::ACT_MAX_REAL);
             if self.qat8 {
@@ -184,7 +199,18 @@ impl PixelCnnFloat {
     /// Negative log-likelihood in bits of each sample, `[N, channels]` `f32`, with the hidden
     /// layers' matmuls in `precision`.
     pub fn nll_bits(&self, images: &Tensor, precision: Precision) -> Tensor {
-        let params = self.forward(images, precision);
+        self.nll_bits_conditioned(images, precision, None)
+    }
+
+    /// [`PixelCnnFloat::nll_bits`] of the network conditioned as in
+    /// [`PixelCnnFloat::forward_conditioned`].
+    pub fn nll_bits_conditioned(
+        &self,
+        images: &Tensor,
+        precision: Precision,
+        first_bias: Option<&Tensor>,
+    ) -> Tensor {
+        let params = self.forward_conditioned(images, precision, first_bias);
         let (b, c, h, w) = images.size4().expect("[B, C, H, W]");
         let targets = images
             .permute([0, 2, 3, 1])

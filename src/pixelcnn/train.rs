@@ -238,7 +238,7 @@ impl TrainData {
     }
 
     /// Keeps only the training photographs with both sides at least `side`.
-    fn photos_at_least(&self, side: u32) -> Vec<&Image> {
+    pub(crate) fn photos_at_least(&self, side: u32) -> Vec<&Image> {
         self.photos
             .iter()
             .filter(|im| im.width() >= side && im.height() >= side)
@@ -385,7 +385,7 @@ pub(crate) fn to_gray(rgb: &mut [u8]) {
 
 /// One training batch: `[B, 3, P, P]` images (P = `cfg.patch`) and `[B, 3]` per-channel loss
 /// weights. `photos` are the training photographs large enough for a patch.
-fn make_batch(
+pub(crate) fn make_batch(
     data: &TrainData,
     photos: &[&Image],
     cfg: &TrainConfig,

@@ -57,6 +57,68 @@ pub enum TrainCommand {
     Int8(Int8Args),
     /// Train the integer discrete flow and write OUT.llifm, OUT.ckpt.ot and OUT.train.json.
     Flow(FlowArgs),
+    /// Train the VAE in float (work in progress: no model file yet): a latent at 1/8 of the
+    /// resolution conditioning a PixelCNN, its bits-back cost reported on validation. Writes
+    /// OUT.ckpt.ot (the PixelCNN), OUT.vae.ckpt.ot and OUT.vae.json.
+    Vae(VaeArgs),
+}
+
+#[derive(Args)]
+pub struct VaeArgs {
+    /// Data folder (as for `pixelcnn`). Default: $LLIF_DATA or ../shared/data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output path without extension.
+    #[arg(long)]
+    out: PathBuf,
+    /// Start the likelihood from this PixelCNN checkpoint (e.g.
+    /// models/pixelcnn-r3h288-v4.ema.ckpt.ot); its architecture must match --hidden etc.
+    #[arg(long)]
+    init_pixelcnn: Option<PathBuf>,
+    /// The PixelCNN's context radius, hidden width, hidden layers and mixture components.
+    #[arg(long, default_value_t = 3)]
+    radius: u32,
+    #[arg(long, default_value_t = 288)]
+    hidden: usize,
+    #[arg(long, default_value_t = 3)]
+    layers: usize,
+    #[arg(long, default_value_t = 5)]
+    components: usize,
+    /// Latent channels (each latent position covers 8x8 pixels).
+    #[arg(long, default_value_t = 4)]
+    latents: usize,
+    /// Hidden width of the posterior, prior and bias networks.
+    #[arg(long, default_value_t = 64)]
+    vae_hidden: usize,
+    /// Mixture components of the latent prior.
+    #[arg(long, default_value_t = 3)]
+    prior_components: usize,
+    /// Steps over which the rate's weight rises from 0 to 1.
+    #[arg(long, default_value_t = 2000)]
+    anneal_steps: usize,
+    /// The PixelCNN's learning rate relative to the latent networks'.
+    #[arg(long, default_value_t = 0.1)]
+    pixelcnn_lr_factor: f64,
+    #[arg(long, default_value_t = 10_000)]
+    steps: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.25)]
+    photo_fraction: f64,
+    #[arg(long, default_value_t = 0.2)]
+    gray_fraction: f64,
+    #[arg(long, default_value_t = 500)]
+    eval_every: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    bf16: bool,
+    #[arg(long)]
+    cuda: bool,
 }
 
 #[derive(Args)]
@@ -251,6 +313,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
     match cmd {
         TrainCommand::Int8(a) => quantize_int8(a),
         TrainCommand::Flow(a) => train_flow(a),
+        TrainCommand::Vae(a) => train_vae(a),
         TrainCommand::Pixelcnn(a) => {
             let data_dir = data_folder(a.data)?;
             let name = a.name.unwrap_or_else(|| default_name(&a.out, "pixelcnn"));
@@ -374,6 +437,52 @@ fn train_flow(a: FlowArgs) -> Result<()> {
     if a.export {
         return export_checkpoint(&cfg, &data).map(|_| ());
     }
+    train(&cfg, &data, a.resume).map(|_| ())
+}
+
+/// `llif train vae`.
+fn train_vae(a: VaeArgs) -> Result<()> {
+    use llif::vae::float_model::VaeShape;
+    use llif::vae::train::{train, VaeTrainConfig};
+    let data_dir = data_folder(a.data)?;
+    let name = default_name(&a.out, "vae");
+    let cfg = VaeTrainConfig {
+        pixelcnn: TrainConfig {
+            arch: Arch {
+                radius: a.radius,
+                channels: 3,
+                hidden: a.hidden,
+                hidden_layers: a.layers,
+                components: a.components,
+            },
+            data_dir: data_dir.clone(),
+            out: a.out,
+            name,
+            steps: a.steps,
+            batch: a.batch,
+            lr: a.lr,
+            seed: a.seed,
+            photo_fraction: a.photo_fraction,
+            gray_fraction: a.gray_fraction,
+            eval_every: a.eval_every,
+            cuda: a.cuda,
+            bf16: a.bf16,
+            qat8: false,
+            ema: None,
+            patch: 32,
+            photo_val: Vec::new(),
+        },
+        shape: VaeShape {
+            factor: 8,
+            latents: a.latents,
+            hidden: a.vae_hidden,
+            components: a.prior_components,
+        },
+        init_pixelcnn: a.init_pixelcnn,
+        anneal_steps: a.anneal_steps,
+        pixelcnn_lr_factor: a.pixelcnn_lr_factor,
+    };
+    let data = TrainData::load(&data_dir)?;
     train(&cfg, &data, a.resume).map(|_| ())
 }
 

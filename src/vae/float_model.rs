@@ -1,0 +1,273 @@
+//! The VAE in float (tch): posterior, prior (a mixture per latent channel, the same at every
+//! position) and the latent's bias into the PixelCNN's first hidden layer, and the three terms
+//! of the bits-back cost.
+//!
+//! Shapes: images `[B, 3, H, W]` (`H`, `W` multiples of [`VaeShape::factor`]); latents
+//! `[B, m, H/F, W/F]` integers as floats; the PixelCNN's per-pixel tensors `[B·H·W, …]`, pixels
+//! row-major over b, y, x (as `pixelcnn::float_model`).
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::error::Result;
+use crate::flow::float_model::{latent_bytes, log_mass, mixture_nll_bits, round_ste, NetFloat};
+use crate::flow::model::NetKind;
+use crate::pixelcnn::float_model::{PixelCnnFloat, Precision};
+use crate::pixelcnn::Arch;
+
+/// Scale of the bias network's outputs into the PixelCNN's pre-activations (real units, about
+/// 1): the network's output layer learns in latent-like units, tens at most.
+const BIAS_SCALE: f64 = 1.0 / 16.0;
+
+/// The VAE's sizes beside its PixelCNN's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaeShape {
+    /// `F`: each latent position covers `F×F` pixels.
+    pub factor: usize,
+    /// `m`: latent channels.
+    pub latents: usize,
+    /// Hidden width of the posterior, prior and bias networks.
+    pub hidden: usize,
+    /// Mixture components of the prior.
+    pub components: usize,
+}
+
+/// The float VAE: the PixelCNN (its own var store, so a trained one loads as it is) and the
+/// networks of the latent.
+pub struct VaeFloat {
+    pub shape: VaeShape,
+    pub pixelcnn: PixelCnnFloat,
+    /// Posterior, prior and bias networks.
+    pub vs: nn::VarStore,
+    posterior: NetFloat,
+    /// The prior's mixture parameters, the same at every position: `[3·k·m]`, index
+    /// `(part·k + i)·m + j` (logit, mean, log-scale of component `i` of latent channel `j`).
+    prior: Tensor,
+    bias: NetFloat,
+}
+
+/// One batch's bits-back cost in its three terms, each `[B]` in bits (the image term weighted
+/// per channel as the caller asked).
+pub struct CostTerms {
+    /// `−log2 p(x|z)`.
+    pub image: Tensor,
+    /// `−log2 p(z)`.
+    pub prior: Tensor,
+    /// `−log2 q(z|x)` (the bits got back).
+    pub posterior: Tensor,
+}
+
+impl CostTerms {
+    /// `image + β·(prior − posterior)`: the bits-back cost at `β = 1`; smaller `β` anneal the
+    /// rate in (training starts where the latent costs nothing).
+    pub fn total(&self, beta: f64) -> Tensor {
+        &self.image + (&self.prior - &self.posterior) * beta
+    }
+}
+
+impl VaeFloat {
+    pub fn new(arch: Arch, shape: VaeShape, device: Device) -> Result<VaeFloat> {
+        let pixelcnn = PixelCnnFloat::new(arch, device)?;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let (f, m, h) = (
+            shape.factor as i64,
+            shape.latents as i64,
+            shape.hidden as i64,
+        );
+        let k = shape.components as i64;
+        let posterior = NetFloat::new(
+            root.clone() / "posterior",
+            NetKind::Prior,
+            3 * f * f,
+            h,
+            3 * m,
+        );
+        // Components start spread over a few latent units, scale e^1.
+        let mut init = vec![0f32; (3 * k * m) as usize];
+        for (idx, v) in init.iter_mut().enumerate() {
+            let (part, i) = (idx as i64 / (k * m), (idx as i64 / m) % k);
+            *v = match part {
+                1 => (i - k / 2) as f32,
+                2 => 1.0,
+                _ => 0.0,
+            };
+        }
+        let prior = root.var_copy("prior", &Tensor::from_slice(&init));
+        let bias = NetFloat::new(root / "bias", NetKind::Coupling, m, h, arch.hidden as i64);
+        Ok(VaeFloat {
+            shape,
+            pixelcnn,
+            vs,
+            posterior,
+            prior,
+            bias,
+        })
+    }
+
+    /// `[B, 3, H, W]` bytes → `[B, 3F², H/F, W/F]`: each `F×F` block's samples as channels.
+    fn blocks(&self, images: &Tensor) -> Tensor {
+        let f = self.shape.factor as i64;
+        let (b, c, h, w) = images.size4().expect("[B, C, H, W]");
+        images
+            .to_kind(Kind::Float)
+            .reshape([b, c, h / f, f, w / f, f])
+            .permute([0, 1, 3, 5, 2, 4])
+            .reshape([b, c * f * f, h / f, w / f])
+    }
+
+    /// The posterior's means and log-scales, each `[B, m, H/F, W/F]`.
+    pub fn posterior(&self, images: &Tensor) -> (Tensor, Tensor) {
+        let x = self.blocks(images);
+        let roles = Tensor::zeros([x.size()[0]], (Kind::Int64, x.device()));
+        let out = self.posterior.forward(&x, &roles);
+        let m = self.shape.latents as i64;
+        (out.narrow(1, m, m), out.narrow(1, 2 * m, m))
+    }
+
+    /// A latent drawn from the discretized posterior: `round(μ + s·L)` with `L` the logistic
+    /// noise of `uniform` (values in (0, 1)); straight-through.
+    pub fn sample(mean: &Tensor, log_scale: &Tensor, uniform: &Tensor) -> Tensor {
+        let u = uniform.clamp(1e-6, 1.0 - 1e-6);
+        let noise = (&u / (-&u + 1.0)).log();
+        round_ste(&(mean + log_scale.clamp(-5.0, 6.0).exp() * noise))
+    }
+
+    /// The latent's bias for every pixel, `[B·H·W, hidden]` in real units.
+    fn first_bias(&self, z: &Tensor, (h, w): (i64, i64)) -> Tensor {
+        let roles = Tensor::zeros([z.size()[0]], (Kind::Int64, z.device()));
+        let f = self.shape.factor as i64;
+        let grid = self.bias.forward(&latent_bytes(z), &roles) * BIAS_SCALE; // [B, hidden, h/F, w/F]
+        let (b, c, _, _) = grid.size4().expect("[B, C, h, w]");
+        grid.unsqueeze(3)
+            .unsqueeze(5)
+            .expand([b, c, h / f, f, w / f, f], false)
+            .reshape([b, c, h, w])
+            .permute([0, 2, 3, 1])
+            .reshape([b * h * w, c])
+    }
+
+    /// The three terms of the bits-back cost of `images` `[B, 3, H, W]` with `z` drawn from
+    /// the posterior with `uniform` `[B, m, H/F, W/F]`; `channel_weights` `[B, 3]` weight the
+    /// image term per channel (0 for the copies of a gray image's channel).
+    pub fn cost(
+        &self,
+        images: &Tensor,
+        uniform: &Tensor,
+        channel_weights: &Tensor,
+        precision: Precision,
+    ) -> CostTerms {
+        let (b, _, h, w) = images.size4().expect("[B, C, H, W]");
+        let (mean, log_scale) = self.posterior(images);
+        let z = Self::sample(&mean, &log_scale, uniform);
+        let posterior = -log_mass(&z, &mean, &log_scale) / std::f64::consts::LN_2;
+        let (zh, zw) = (z.size()[2], z.size()[3]);
+        let prior_params = self
+            .prior
+            .reshape([1, -1, 1, 1])
+            .expand([b, self.prior.size()[0], zh, zw], false);
+        let prior = mixture_nll_bits(&z, &prior_params, self.shape.components);
+        let bias = self.first_bias(&z, (h, w));
+        let nll = self
+            .pixelcnn
+            .nll_bits_conditioned(images, precision, Some(&bias))
+            .reshape([b, h * w, 3]);
+        let image = (nll * channel_weights.unsqueeze(1)).sum_dim_intlist(
+            [1i64, 2].as_slice(),
+            false,
+            Kind::Float,
+        );
+        let per_image = |t: Tensor| t.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float);
+        CostTerms {
+            image,
+            prior: per_image(prior),
+            posterior: per_image(posterior),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> VaeFloat {
+        let arch = crate::testing::tiny_arch();
+        let shape = VaeShape {
+            factor: 8,
+            latents: 2,
+            hidden: 6,
+            components: 2,
+        };
+        tch::manual_seed(3);
+        VaeFloat::new(arch, shape, Device::Cpu).unwrap()
+    }
+
+    /// A fresh VAE's bias network outputs zero: its image term is exactly the PixelCNN's
+    /// NLL, whatever the latent; the rate terms are finite and the posterior term is at most
+    /// the prior's bits plus what any discretized distribution can give back.
+    #[test]
+    fn a_fresh_vae_codes_images_as_its_pixelcnn_does() {
+        let vae = tiny();
+        let images = (Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 255.0)
+            .round()
+            .to_kind(Kind::Uint8);
+        let uniform = Tensor::rand([2, 2, 2, 2], (Kind::Float, Device::Cpu));
+        let weights = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        let terms = vae.cost(&images, &uniform, &weights, Precision::F32);
+        let plain = vae
+            .pixelcnn
+            .nll_bits(&images, Precision::F32)
+            .reshape([2, 256 * 3])
+            .sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let diff = (&terms.image - &plain).abs().max().double_value(&[]);
+        assert!(
+            diff < 1e-3,
+            "image term differs from the PixelCNN by {diff}"
+        );
+        for t in [&terms.prior, &terms.posterior] {
+            assert!(t.isfinite().all().int64_value(&[]) == 1);
+            assert!(t.min().double_value(&[]) >= 0.0);
+        }
+        // The cost at β = 0 is the image term alone.
+        let at0 = terms.total(0.0);
+        assert!((&at0 - &terms.image).abs().max().double_value(&[]) < 1e-6);
+    }
+
+    /// Gradients reach the posterior (through the straight-through latent), the prior and the
+    /// bias network, once their output layers are no longer zero (they start at zero, so that a
+    /// fresh VAE is its PixelCNN; the first step moves them).
+    #[test]
+    fn every_network_learns() {
+        let vae = tiny();
+        tch::no_grad(|| {
+            for (name, mut var) in vae.vs.variables() {
+                if name.ends_with("w3") {
+                    var.copy_(&(Tensor::randn_like(&var) * 0.01));
+                }
+            }
+        });
+        let images = (Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 255.0)
+            .round()
+            .to_kind(Kind::Uint8);
+        let uniform = Tensor::rand([2, 2, 2, 2], (Kind::Float, Device::Cpu));
+        let weights = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        let loss = vae
+            .cost(&images, &uniform, &weights, Precision::F32)
+            .total(1.0)
+            .sum(Kind::Float);
+        loss.backward();
+        for (name, var) in vae.vs.variables() {
+            let g = var.grad();
+            let reached = g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0;
+            // The bias network's first layers get no gradient while its output layer is zero,
+            // and the prior's first weights none ever (its input is zeros).
+            let silent =
+                (name.starts_with("bias") && !name.ends_with("w3") && !name.ends_with("b3"))
+                    || name == "prior.w1";
+            if silent {
+                continue;
+            }
+            assert!(reached, "no gradient reaches {name}");
+        }
+    }
+}
