@@ -1,5 +1,6 @@
-//! Where a flow spends its bits: ideal bits per sample of each plane and level over CIFAR-10
-//! records (never the test batch for tuning: pass the validation split).
+//! Where a flow spends its bits: ideal bits per sample of each group of planes (a plane, or a
+//! joint model's colour planes) and level over CIFAR-10 records (never the test batch for
+//! tuning: pass the validation split).
 //!
 //!   cargo run --release --example flow_study -- MODEL.llifm CIFAR.bin [N]
 
@@ -29,21 +30,24 @@ fn main() -> llif::Result<()> {
     }
     let per_plane = (records.len() * 32 * 32) as f64;
     println!(
-        "bits per sample of each plane, by level ({} images):",
+        "bits per sample of each group of planes, by level ({} images):",
         records.len()
     );
-    for (p, levels) in sums.iter().enumerate() {
+    let groups = model.groups(llif::ChannelLayout::Rgb);
+    for ((levels, g), k) in sums.iter().zip(&groups).zip(0..) {
+        let samples = per_plane * g.planes.len() as f64;
         let cells: Vec<String> = levels
             .iter()
-            .map(|b| format!("{:.3}", b / per_plane))
+            .map(|b| format!("{:.3}", b / samples))
             .collect();
-        let total: f64 = levels.iter().sum::<f64>() / per_plane;
+        let total: f64 = levels.iter().sum::<f64>() / samples;
         println!(
-            "plane {p}: levels 1.. {}  total {total:.3}",
+            "group {k} (planes {:?}): levels 1.. {}  total {total:.3}",
+            g.planes,
             cells.join(" ")
         );
     }
-    let all: f64 = sums.iter().flatten().sum::<f64>() / (per_plane * sums.len() as f64);
+    let all: f64 = sums.iter().flatten().sum::<f64>() / (per_plane * 3.0);
     println!("all planes: {all:.3} bpsp");
     Ok(())
 }
