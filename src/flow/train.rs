@@ -196,6 +196,11 @@ struct Average {
     net: FlowFloat,
     decay: f64,
     pairs: Vec<(Tensor, Tensor)>,
+    /// Updates since a fresh average started: its decay ramps up as `(1 + n) / (10 + n)`, so
+    /// that the random initial weights fade within a few hundred steps instead of thousands
+    /// (a run's first evaluations showed averages of 9.4 bpsp beside live weights of 5.0).
+    /// `None` for an average resumed from its checkpoint: the full decay at once.
+    updates: Option<usize>,
 }
 
 impl Average {
@@ -206,10 +211,16 @@ impl Average {
         device: Device,
     ) -> Result<Average> {
         let mut net = FlowFloat::new(live.meta.clone(), device)?;
-        match resume_from {
-            Some(p) => net.vs.load(p)?,
-            None => net.vs.copy(&live.vs)?,
-        }
+        let updates = match resume_from {
+            Some(p) => {
+                net.vs.load(p)?;
+                None
+            }
+            None => {
+                net.vs.copy(&live.vs)?;
+                Some(0)
+            }
+        };
         let live_vars = live.vs.variables();
         let pairs = net
             .vs
@@ -222,13 +233,26 @@ impl Average {
                     .ok_or_else(|| Error::Torch(format!("weight average: no variable {name}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Average { net, decay, pairs })
+        Ok(Average {
+            net,
+            decay,
+            pairs,
+            updates,
+        })
     }
 
     fn update(&mut self) {
+        let d = match self.updates.as_mut() {
+            Some(n) => {
+                let ramp = (1 + *n) as f64 / (10 + *n) as f64;
+                *n += 1;
+                self.decay.min(ramp)
+            }
+            None => self.decay,
+        };
         tch::no_grad(|| {
             for (avg, cur) in &mut self.pairs {
-                let _ = avg.lerp_(cur, 1.0 - self.decay);
+                let _ = avg.lerp_(cur, 1.0 - d);
             }
         });
     }

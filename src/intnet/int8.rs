@@ -268,6 +268,70 @@ impl U8Linear {
         }
     }
 
+    /// [`U8Linear::accumulate`] for several inputs at once (`xs[p]` into `accs[p][rows]`):
+    /// the same integers, with the weights loaded once for up to four inputs.
+    pub fn accumulate_multi(
+        &self,
+        kernel: Kernel,
+        xs: &[&[u8]],
+        rows: Range<usize>,
+        accs: &mut [&mut [i32]],
+    ) {
+        let xs: Vec<&[u8]> = xs.iter().map(|x| &x[..self.stride]).collect();
+        let span = rows.start * self.stride..rows.end * self.stride;
+        let mut outs: Vec<&mut [i32]> = accs.iter_mut().map(|a| &mut a[rows.clone()]).collect();
+        match &self.weight {
+            Rows::Eight(w) => kernel.dot_rows_i8_multi(&w[span], &xs, &mut outs),
+            Rows::Sixteen(w) => kernel.dot_rows_i16_multi(&w[span], &xs, &mut outs),
+        }
+        for out in outs {
+            for (a, &b) in out.iter_mut().zip(&self.bias[rows.clone()]) {
+                *a = a.wrapping_add(b);
+            }
+        }
+    }
+
+    /// [`U8Linear::forward_u8`] for several inputs at once (`xs[p]` → `ys[p][rows]`, `accs[p]`
+    /// scratch).
+    pub fn forward_u8_multi(
+        &self,
+        kernel: Kernel,
+        xs: &[&[u8]],
+        rows: Range<usize>,
+        accs: &mut [&mut [i32]],
+        ys: &mut [&mut [u8]],
+    ) {
+        self.accumulate_multi(kernel, xs, rows.clone(), accs);
+        for (acc, y) in accs.iter().zip(ys.iter_mut()) {
+            kernel.requantize_bytes(
+                &acc[rows.clone()],
+                &self.mult[rows.clone()],
+                &self.shift[rows.clone()],
+                (self.lo, self.hi),
+                &mut y[rows.clone()],
+            );
+        }
+    }
+
+    /// [`U8Linear::forward_i32`] for several inputs at once.
+    pub fn forward_i32_multi(
+        &self,
+        kernel: Kernel,
+        xs: &[&[u8]],
+        rows: Range<usize>,
+        ys: &mut [&mut [i32]],
+    ) {
+        self.accumulate_multi(kernel, xs, rows.clone(), ys);
+        for y in ys.iter_mut() {
+            let params = self.mult[rows.clone()]
+                .iter()
+                .zip(&self.shift[rows.clone()]);
+            for (y, (&m, &s)) in y[rows.clone()].iter_mut().zip(params) {
+                *y = requantize(*y, m, s, self.lo, self.hi);
+            }
+        }
+    }
+
     #[inline]
     fn requantize(&self, o: usize, acc: i64) -> i32 {
         requantize(acc as i32, self.mult[o], self.shift[o], self.lo, self.hi)
@@ -420,6 +484,73 @@ impl Kernel {
             // Portable, or a kernel this CPU lacks (only reachable by constructing it by
             // hand): the same integers, computed portably.
             _ => dot_rows_portable(w, x, out),
+        }
+    }
+
+    /// [`Kernel::dot_rows_i8`] for several inputs at once: `outs[p][r] = Σ_i w[r·n + i] ·
+    /// xs[p][i]`. The same integers as one call per input; on AVX-512 VNNI each weight load
+    /// serves up to four inputs (a network's weights stream from L2 once per four pixels
+    /// instead of once per pixel).
+    pub fn dot_rows_i8_multi(self, w: &[i8], xs: &[&[u8]], outs: &mut [&mut [i32]]) {
+        self.dot_rows_multi(
+            xs,
+            outs,
+            |x, out| self.dot_rows_i8(w, x, out),
+            |xs4, outs4| {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `dot_rows_multi` calls this only on a CPU with AVX-512 BW and VNNI and
+                // with shapes checked as `dot_rows_i8` checks them.
+                unsafe {
+                    x86::dot_rows_i8_avx512vnni_x4(w, xs4, outs4)
+                }
+            },
+        )
+    }
+
+    /// [`Kernel::dot_rows_i8_multi`] with 16-bit weights.
+    pub fn dot_rows_i16_multi(self, w: &[i16], xs: &[&[u8]], outs: &mut [&mut [i32]]) {
+        self.dot_rows_multi(
+            xs,
+            outs,
+            |x, out| self.dot_rows_i16(w, x, out),
+            |xs4, outs4| {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as in `dot_rows_i8_multi`.
+                unsafe {
+                    x86::dot_rows_i16_avx512vnni_x4(w, xs4, outs4)
+                }
+            },
+        )
+    }
+
+    /// Runs `four` on groups of four inputs where this kernel has one (AVX-512 VNNI), `one` on
+    /// the rest and everywhere else.
+    fn dot_rows_multi(
+        self,
+        xs: &[&[u8]],
+        outs: &mut [&mut [i32]],
+        mut one: impl FnMut(&[u8], &mut [i32]),
+        mut four: impl FnMut([&[u8]; 4], [&mut [i32]; 4]),
+    ) {
+        assert_eq!(xs.len(), outs.len());
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx512Vnni && has_avx512vnni() {
+            let n = xs.first().map_or(0, |x| x.len());
+            let rows = outs.first().map_or(0, |o| o.len());
+            let same = |x: &&[u8]| x.len() == n && n.is_multiple_of(ROW_ALIGN);
+            if xs.iter().all(same) && outs.iter().all(|o| o.len() == rows) {
+                for (x4, o4) in xs.chunks_exact(4).zip(outs.chunks_exact_mut(4)) {
+                    let [o0, o1, o2, o3] = o4 else {
+                        unreachable!("chunks of four")
+                    };
+                    four([x4[0], x4[1], x4[2], x4[3]], [o0, o1, o2, o3]);
+                    done += 4;
+                }
+            }
+        }
+        for (x, out) in xs[done..].iter().zip(&mut outs[done..]) {
+            one(x, out);
         }
     }
 
@@ -663,6 +794,120 @@ mod x86 {
         }
     }
 
+    /// [`dot_rows_i8_avx512vnni`] for four inputs at once: each block of two rows is loaded
+    /// once for all four (8 accumulators), so weights stream once per four inputs.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F, BW and VNNI; every `xs[p].len()` equal, a multiple of 64;
+    /// `w.len() == outs[p].len() · n` for every `p`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn dot_rows_i8_avx512vnni_x4(w: &[i8], xs: [&[u8]; 4], outs: [&mut [i32]; 4]) {
+        let n = xs[0].len();
+        let rows_total = outs[0].len();
+        assert!(w.len() == rows_total * n && xs.iter().all(|x| x.len() == n));
+        let load = |p: *const u8, k: usize| _mm512_loadu_si512(p.add(k) as *const _);
+        let mut r = 0;
+        while r + 2 <= rows_total {
+            let rows = [0, 1].map(|i| w.as_ptr().add((r + i) * n) as *const u8);
+            let mut s = [[_mm512_setzero_si512(); 4]; 2];
+            let mut k = 0;
+            while k < n {
+                let xv = [0, 1, 2, 3].map(|p| load(xs[p].as_ptr(), k));
+                for i in 0..2 {
+                    let wv = load(rows[i], k);
+                    for p in 0..4 {
+                        s[i][p] = _mm512_dpbusd_epi32(s[i][p], xv[p], wv);
+                    }
+                }
+                k += 64;
+            }
+            // One reduction of the four inputs' sums per row (as `dot_rows_*_avx512vnni`).
+            for i in 0..2 {
+                let mut sums = [0i32; 4];
+                _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, hsum4_512(s[i]));
+                for p in 0..4 {
+                    outs[p][r + i] = sums[p];
+                }
+            }
+            r += 2;
+        }
+        if r < rows_total {
+            let row = w.as_ptr().add(r * n) as *const u8;
+            let mut s = [_mm512_setzero_si512(); 4];
+            let mut k = 0;
+            while k < n {
+                let wv = load(row, k);
+                for p in 0..4 {
+                    s[p] = _mm512_dpbusd_epi32(s[p], load(xs[p].as_ptr(), k), wv);
+                }
+                k += 64;
+            }
+            let mut sums = [0i32; 4];
+            _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, hsum4_512(s));
+            for p in 0..4 {
+                outs[p][r] = sums[p];
+            }
+        }
+    }
+
+    /// [`dot_rows_i16_avx512vnni`] for four inputs at once, as
+    /// [`dot_rows_i8_avx512vnni_x4`].
+    ///
+    /// # Safety
+    /// As [`dot_rows_i8_avx512vnni_x4`], `n` a multiple of 32.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn dot_rows_i16_avx512vnni_x4(w: &[i16], xs: [&[u8]; 4], outs: [&mut [i32]; 4]) {
+        let n = xs[0].len();
+        let rows_total = outs[0].len();
+        assert!(w.len() == rows_total * n && xs.iter().all(|x| x.len() == n));
+        let widen = |x: &[u8], k: usize| {
+            _mm512_cvtepu8_epi16(_mm256_loadu_si256(x.as_ptr().add(k) as *const __m256i))
+        };
+        let load = |row: *const i16, k: usize| _mm512_loadu_si512(row.add(k) as *const _);
+        let mut r = 0;
+        while r + 2 <= rows_total {
+            let rows = [0, 1].map(|i| w.as_ptr().add((r + i) * n));
+            let mut s = [[_mm512_setzero_si512(); 4]; 2];
+            let mut k = 0;
+            while k < n {
+                let xv = [0, 1, 2, 3].map(|p| widen(xs[p], k));
+                for i in 0..2 {
+                    let wv = load(rows[i], k);
+                    for p in 0..4 {
+                        s[i][p] = _mm512_dpwssd_epi32(s[i][p], xv[p], wv);
+                    }
+                }
+                k += 32;
+            }
+            // One reduction of the four inputs' sums per row (as `dot_rows_*_avx512vnni`).
+            for i in 0..2 {
+                let mut sums = [0i32; 4];
+                _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, hsum4_512(s[i]));
+                for p in 0..4 {
+                    outs[p][r + i] = sums[p];
+                }
+            }
+            r += 2;
+        }
+        if r < rows_total {
+            let row = w.as_ptr().add(r * n);
+            let mut s = [_mm512_setzero_si512(); 4];
+            let mut k = 0;
+            while k < n {
+                let wv = load(row, k);
+                for p in 0..4 {
+                    s[p] = _mm512_dpwssd_epi32(s[p], widen(xs[p], k), wv);
+                }
+                k += 32;
+            }
+            let mut sums = [0i32; 4];
+            _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, hsum4_512(s));
+            for p in 0..4 {
+                outs[p][r] = sums[p];
+            }
+        }
+    }
+
     /// The four horizontal sums of `s[0..4]`, in order: each folded to 256 bits, then as
     /// [`hsum4`].
     #[target_feature(enable = "avx512f,avx2")]
@@ -838,6 +1083,69 @@ pub(crate) mod tests {
                         layer.forward_u8(k, &x, 1.min(o)..o, &mut acc, &mut bytes);
                         for r in 1.min(o)..o {
                             assert_eq!(bytes[r] as i32, want[r], "u8 path of {k:?}, {bits:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Several inputs at once (the multi-pixel path: groups of four on AVX-512 VNNI, the rest
+    /// one by one) give each input's reference integers, for any number of inputs and rows
+    /// (odd row counts take the kernels' last-row path), on every kernel.
+    #[test]
+    fn every_kernel_computes_several_inputs_as_the_reference() {
+        let kernels = Kernel::available();
+        let mut rng = StdRng::seed_from_u64(9);
+        for bits in [WeightBits::Eight, WeightBits::Sixteen] {
+            for (i, o) in [(1, 1), (63, 7), (64, 2), (99, 96), (387, 45)] {
+                let layer = random_layer(&mut rng, i, o, bits);
+                for count in [1, 3, 4, 5, 8, 9] {
+                    let xs: Vec<Vec<u8>> = (0..count)
+                        .map(|p| match p {
+                            0 => vec![255; layer.stride()],
+                            _ => (0..layer.stride()).map(|_| rng.gen()).collect(),
+                        })
+                        .collect();
+                    let want: Vec<Vec<i32>> = xs
+                        .iter()
+                        .map(|x| {
+                            let mut y = vec![0; o];
+                            layer.forward_reference(x, &mut y);
+                            y
+                        })
+                        .collect();
+                    let refs: Vec<&[u8]> = xs.iter().map(|x| x.as_slice()).collect();
+                    for &k in &kernels {
+                        let rows = 1.min(o)..o;
+                        let mut got = vec![vec![0; o]; count];
+                        let mut outs: Vec<&mut [i32]> =
+                            got.iter_mut().map(|g| g.as_mut_slice()).collect();
+                        layer.forward_i32_multi(k, &refs, rows.clone(), &mut outs);
+                        let mut accs = vec![vec![0; o]; count];
+                        let mut bytes = vec![vec![0u8; o]; count];
+                        let mut acc_refs: Vec<&mut [i32]> =
+                            accs.iter_mut().map(|a| a.as_mut_slice()).collect();
+                        let mut byte_refs: Vec<&mut [u8]> =
+                            bytes.iter_mut().map(|b| b.as_mut_slice()).collect();
+                        layer.forward_u8_multi(
+                            k,
+                            &refs,
+                            rows.clone(),
+                            &mut acc_refs,
+                            &mut byte_refs,
+                        );
+                        for p in 0..count {
+                            for r in rows.clone() {
+                                let what =
+                                    format!("{k:?} {bits:?} {i}→{o}, {count} inputs, #{p} row {r}");
+                                assert_eq!(got[p][r], want[p][r], "{what}");
+                                assert_eq!(
+                                    bytes[p][r] as i32,
+                                    want[p][r].clamp(0, 255),
+                                    "{what} (bytes)"
+                                );
+                            }
                         }
                     }
                 }

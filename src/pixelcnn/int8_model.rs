@@ -270,6 +270,43 @@ impl PixelNet for PixelCnn8 {
         self.layers[n + 1].forward_i32(k, &st.cat, rows.clone(), &mut st.acc);
         out.copy_from_slice(&st.acc[rows]);
     }
+
+    /// [`PixelNet::channel_params`] of several pixels, layer by layer for all of them, so the
+    /// kernels load each weight once for up to four pixels. The same integers.
+    fn channel_params_multi(&self, states: &mut [PixelState8], c: usize, outs: &mut [Vec<i32>]) {
+        let a = self.arch();
+        let k = self.kernel;
+        let units = a.group_units(c);
+        let n = a.hidden_layers;
+        for (l, layer) in self.layers[..=n].iter().enumerate() {
+            let (mut xs, mut ys, mut accs) = (Vec::new(), Vec::new(), Vec::new());
+            for st in states.iter_mut() {
+                let PixelState8 { bufs, cat, acc } = st;
+                let (head, input) = cat.split_at_mut(a.hidden);
+                if l == 0 {
+                    xs.push(&*input);
+                    ys.push(if n == 0 { head } else { &mut bufs[0][..] });
+                } else {
+                    let (before, after) = bufs.split_at_mut(l);
+                    xs.push(&before[l - 1][..]);
+                    ys.push(if l == n { head } else { &mut after[0][..] });
+                }
+                accs.push(&mut acc[..]);
+            }
+            layer.forward_u8_multi(k, &xs, units.clone(), &mut accs, &mut ys);
+        }
+        let p = a.params_per_channel();
+        let rows = c * p..(c + 1) * p;
+        let (mut xs, mut accs) = (Vec::new(), Vec::new());
+        for st in states.iter_mut() {
+            xs.push(&st.cat[..]);
+            accs.push(&mut st.acc[..]);
+        }
+        self.layers[n + 1].forward_i32_multi(k, &xs, rows.clone(), &mut accs);
+        for (out, acc) in outs.iter_mut().zip(&accs) {
+            out.copy_from_slice(&acc[rows.clone()]);
+        }
+    }
 }
 
 /// Length of [`PixelState8::cat`]: room for the first layer to read `padded(input_len)` bytes

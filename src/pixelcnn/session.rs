@@ -43,7 +43,19 @@ pub trait PixelNet: Sync {
     /// Channel `c`'s mixture parameters (`3 · components`, in 2^-16) into `out`; channels in
     /// order, each after the previous ones were set.
     fn channel_params(&self, st: &mut Self::State, c: usize, out: &mut [i32]);
+
+    /// [`PixelNet::channel_params`] of several pixels (`states[i]` into `outs[i]`): the same
+    /// integers, for engines that compute pixels together faster than one by one.
+    fn channel_params_multi(&self, states: &mut [Self::State], c: usize, outs: &mut [Vec<i32>]) {
+        for (st, out) in states.iter_mut().zip(outs) {
+            self.channel_params(st, c, out);
+        }
+    }
 }
+
+/// Pixels of a wavefront computed together by [`PixelNet::channel_params_multi`] (the 8-bit
+/// engine's kernels load each weight once for four).
+const PIXELS_TOGETHER: usize = 4;
 
 /// A set of planes coded together: `channels` (1 or 3) planes starting at `first` in the layout.
 #[derive(Clone, Copy, Debug)]
@@ -228,16 +240,18 @@ impl<N: PixelNet> AutoregressiveModel for PixelCnnSession<'_, N> {
                 self.params[i].copy_from_slice(&pre[self.set][base..base + p]);
             }
         } else {
-            let run = |(st, p): (&mut N::State, &mut Vec<i32>)| model.channel_params(st, c, p);
+            let run =
+                |(st, p): (&mut [N::State], &mut [Vec<i32>])| model.channel_params_multi(st, c, p);
+            let (states, params) = (&mut self.states[..n], &mut self.params[..n]);
             if worth_threads(model, n) {
-                self.states[..n]
-                    .par_iter_mut()
-                    .zip(&mut self.params[..n])
+                states
+                    .par_chunks_mut(PIXELS_TOGETHER)
+                    .zip(params.par_chunks_mut(PIXELS_TOGETHER))
                     .for_each(run);
             } else {
-                self.states[..n]
-                    .iter_mut()
-                    .zip(&mut self.params[..n])
+                states
+                    .chunks_mut(PIXELS_TOGETHER)
+                    .zip(params.chunks_mut(PIXELS_TOGETHER))
                     .for_each(run);
             }
         }
