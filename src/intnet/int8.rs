@@ -794,8 +794,8 @@ mod x86 {
         }
     }
 
-    /// [`dot_rows_i8_avx512vnni`] for four inputs at once: each block of two rows is loaded
-    /// once for all four (8 accumulators), so weights stream once per four inputs.
+    /// [`dot_rows_i8_avx512vnni`] for four inputs at once: each block of four rows is loaded
+    /// once for all four (16 accumulators), so weights stream once per four inputs.
     ///
     /// # Safety
     /// The CPU must have AVX-512 F, BW and VNNI; every `xs[p].len()` equal, a multiple of 64;
@@ -806,14 +806,16 @@ mod x86 {
         let rows_total = outs[0].len();
         assert!(w.len() == rows_total * n && xs.iter().all(|x| x.len() == n));
         let load = |p: *const u8, k: usize| _mm512_loadu_si512(p.add(k) as *const _);
+        // Four rows by four inputs: each input load serves four rows, each weight load four
+        // inputs.
         let mut r = 0;
-        while r + 2 <= rows_total {
-            let rows = [0, 1].map(|i| w.as_ptr().add((r + i) * n) as *const u8);
-            let mut s = [[_mm512_setzero_si512(); 4]; 2];
+        while r + 4 <= rows_total {
+            let rows = [0, 1, 2, 3].map(|i| w.as_ptr().add((r + i) * n) as *const u8);
+            let mut s = [[_mm512_setzero_si512(); 4]; 4];
             let mut k = 0;
             while k < n {
                 let xv = [0, 1, 2, 3].map(|p| load(xs[p].as_ptr(), k));
-                for i in 0..2 {
+                for i in 0..4 {
                     let wv = load(rows[i], k);
                     for p in 0..4 {
                         s[i][p] = _mm512_dpbusd_epi32(s[i][p], xv[p], wv);
@@ -822,16 +824,16 @@ mod x86 {
                 k += 64;
             }
             // One reduction of the four inputs' sums per row (as `dot_rows_*_avx512vnni`).
-            for i in 0..2 {
+            for i in 0..4 {
                 let mut sums = [0i32; 4];
                 _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, hsum4_512(s[i]));
                 for p in 0..4 {
                     outs[p][r + i] = sums[p];
                 }
             }
-            r += 2;
+            r += 4;
         }
-        if r < rows_total {
+        while r < rows_total {
             let row = w.as_ptr().add(r * n) as *const u8;
             let mut s = [_mm512_setzero_si512(); 4];
             let mut k = 0;
@@ -847,6 +849,7 @@ mod x86 {
             for p in 0..4 {
                 outs[p][r] = sums[p];
             }
+            r += 1;
         }
     }
 
@@ -864,14 +867,16 @@ mod x86 {
             _mm512_cvtepu8_epi16(_mm256_loadu_si256(x.as_ptr().add(k) as *const __m256i))
         };
         let load = |row: *const i16, k: usize| _mm512_loadu_si512(row.add(k) as *const _);
+        // Four rows by four inputs: each widened input serves four rows, each weight load four
+        // inputs (widening is as dear as a product here, so it is shared too).
         let mut r = 0;
-        while r + 2 <= rows_total {
-            let rows = [0, 1].map(|i| w.as_ptr().add((r + i) * n));
-            let mut s = [[_mm512_setzero_si512(); 4]; 2];
+        while r + 4 <= rows_total {
+            let rows = [0, 1, 2, 3].map(|i| w.as_ptr().add((r + i) * n));
+            let mut s = [[_mm512_setzero_si512(); 4]; 4];
             let mut k = 0;
             while k < n {
                 let xv = [0, 1, 2, 3].map(|p| widen(xs[p], k));
-                for i in 0..2 {
+                for i in 0..4 {
                     let wv = load(rows[i], k);
                     for p in 0..4 {
                         s[i][p] = _mm512_dpwssd_epi32(s[i][p], xv[p], wv);
@@ -880,16 +885,16 @@ mod x86 {
                 k += 32;
             }
             // One reduction of the four inputs' sums per row (as `dot_rows_*_avx512vnni`).
-            for i in 0..2 {
+            for i in 0..4 {
                 let mut sums = [0i32; 4];
                 _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, hsum4_512(s[i]));
                 for p in 0..4 {
                     outs[p][r + i] = sums[p];
                 }
             }
-            r += 2;
+            r += 4;
         }
-        if r < rows_total {
+        while r < rows_total {
             let row = w.as_ptr().add(r * n);
             let mut s = [_mm512_setzero_si512(); 4];
             let mut k = 0;
@@ -905,6 +910,7 @@ mod x86 {
             for p in 0..4 {
                 outs[p][r] = sums[p];
             }
+            r += 1;
         }
     }
 
