@@ -501,7 +501,7 @@ impl Kernel {
                 // SAFETY: `dot_rows_multi` calls this only on a CPU with AVX-512 BW and VNNI and
                 // with shapes checked as `dot_rows_i8` checks them.
                 unsafe {
-                    x86::dot_rows_i8_avx512vnni_x4(w, xs4, outs4)
+                    x86::dot_rows_i8_avx512vnni_multi(w, xs4, outs4)
                 }
             },
         )
@@ -517,39 +517,38 @@ impl Kernel {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as in `dot_rows_i8_multi`.
                 unsafe {
-                    x86::dot_rows_i16_avx512vnni_x4(w, xs4, outs4)
+                    x86::dot_rows_i16_avx512vnni_multi(w, xs4, outs4)
                 }
             },
         )
     }
 
-    /// Runs `four` on groups of four inputs where this kernel has one (AVX-512 VNNI), `one` on
-    /// the rest and everywhere else.
+    /// Runs `group` on groups of two to four inputs where this kernel has one (AVX-512 VNNI),
+    /// `one` on single inputs and everywhere else.
     fn dot_rows_multi(
         self,
         xs: &[&[u8]],
         outs: &mut [&mut [i32]],
         mut one: impl FnMut(&[u8], &mut [i32]),
-        mut four: impl FnMut([&[u8]; 4], [&mut [i32]; 4]),
+        mut group: impl FnMut(&[&[u8]], &mut [&mut [i32]]),
     ) {
         assert_eq!(xs.len(), outs.len());
-        let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if self == Kernel::Avx512Vnni && has_avx512vnni() {
             let n = xs.first().map_or(0, |x| x.len());
             let rows = outs.first().map_or(0, |o| o.len());
             let same = |x: &&[u8]| x.len() == n && n.is_multiple_of(ROW_ALIGN);
             if xs.iter().all(same) && outs.iter().all(|o| o.len() == rows) {
-                for (x4, o4) in xs.chunks_exact(4).zip(outs.chunks_exact_mut(4)) {
-                    let [o0, o1, o2, o3] = o4 else {
-                        unreachable!("chunks of four")
-                    };
-                    four([x4[0], x4[1], x4[2], x4[3]], [o0, o1, o2, o3]);
-                    done += 4;
+                for (xg, og) in xs.chunks(4).zip(outs.chunks_mut(4)) {
+                    match xg.len() {
+                        1 => one(xg[0], og[0]),
+                        _ => group(xg, og),
+                    }
                 }
+                return;
             }
         }
-        for (x, out) in xs[done..].iter().zip(&mut outs[done..]) {
+        for (x, out) in xs.iter().zip(outs.iter_mut()) {
             one(x, out);
         }
     }
@@ -794,16 +793,33 @@ mod x86 {
         }
     }
 
-    /// [`dot_rows_i8_avx512vnni`] for four inputs at once: each block of four rows is loaded
-    /// once for all four (16 accumulators), so weights stream once per four inputs.
+    /// [`dot_rows_i8_avx512vnni`] for two to four inputs at once (`xs.len() == outs.len()`):
+    /// each block of four rows is loaded once for all of them (up to 16 accumulators), so
+    /// weights stream once per group instead of once per input.
     ///
     /// # Safety
-    /// The CPU must have AVX-512 F, BW and VNNI; every `xs[p].len()` equal, a multiple of 64;
-    /// `w.len() == outs[p].len() · n` for every `p`.
+    /// The CPU must have AVX-512 F, BW and VNNI; every `xs[p].len()` equal, a multiple of
+    /// 64; `w.len() == outs[p].len() · n` for every `p`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn dot_rows_i8_avx512vnni_x4(w: &[i8], xs: [&[u8]; 4], outs: [&mut [i32]; 4]) {
+    pub unsafe fn dot_rows_i8_avx512vnni_multi(w: &[i8], xs: &[&[u8]], outs: &mut [&mut [i32]]) {
+        assert_eq!(xs.len(), outs.len());
+        match xs.len() {
+            4 => dot_rows_i8_avx512vnni_group::<4>(w, [xs[0], xs[1], xs[2], xs[3]], outs),
+            3 => dot_rows_i8_avx512vnni_group::<3>(w, [xs[0], xs[1], xs[2]], outs),
+            2 => dot_rows_i8_avx512vnni_group::<2>(w, [xs[0], xs[1]], outs),
+            _ => panic!("groups of two to four inputs"),
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn dot_rows_i8_avx512vnni_group<const P: usize>(
+        w: &[i8],
+        xs: [&[u8]; P],
+        outs: &mut [&mut [i32]],
+    ) {
         let n = xs[0].len();
         let rows_total = outs[0].len();
+        debug_assert!(outs.len() == P && P <= 4);
         assert!(w.len() == rows_total * n && xs.iter().all(|x| x.len() == n));
         let load = |p: *const u8, k: usize| _mm512_loadu_si512(p.add(k) as *const _);
         // Four rows by four inputs: each input load serves four rows, each weight load four
@@ -814,10 +830,10 @@ mod x86 {
             let mut s = [[_mm512_setzero_si512(); 4]; 4];
             let mut k = 0;
             while k < n {
-                let xv = [0, 1, 2, 3].map(|p| load(xs[p].as_ptr(), k));
+                let xv = xs.map(|x| load(x.as_ptr(), k));
                 for i in 0..4 {
                     let wv = load(rows[i], k);
-                    for p in 0..4 {
+                    for p in 0..P {
                         s[i][p] = _mm512_dpbusd_epi32(s[i][p], xv[p], wv);
                     }
                 }
@@ -827,7 +843,7 @@ mod x86 {
             for i in 0..4 {
                 let mut sums = [0i32; 4];
                 _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, hsum4_512(s[i]));
-                for p in 0..4 {
+                for p in 0..P {
                     outs[p][r + i] = sums[p];
                 }
             }
@@ -839,29 +855,47 @@ mod x86 {
             let mut k = 0;
             while k < n {
                 let wv = load(row, k);
-                for p in 0..4 {
+                for p in 0..P {
                     s[p] = _mm512_dpbusd_epi32(s[p], load(xs[p].as_ptr(), k), wv);
                 }
                 k += 64;
             }
             let mut sums = [0i32; 4];
             _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, hsum4_512(s));
-            for p in 0..4 {
+            for p in 0..P {
                 outs[p][r] = sums[p];
             }
             r += 1;
         }
     }
 
-    /// [`dot_rows_i16_avx512vnni`] for four inputs at once, as
-    /// [`dot_rows_i8_avx512vnni_x4`].
+    /// [`dot_rows_i16_avx512vnni`] for two to four inputs at once (`xs.len() == outs.len()`):
+    /// each block of four rows is loaded once for all of them (up to 16 accumulators), so
+    /// weights stream once per group instead of once per input.
     ///
     /// # Safety
-    /// As [`dot_rows_i8_avx512vnni_x4`], `n` a multiple of 32.
+    /// The CPU must have AVX-512 F, BW and VNNI; every `xs[p].len()` equal, a multiple of
+    /// 32; `w.len() == outs[p].len() · n` for every `p`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn dot_rows_i16_avx512vnni_x4(w: &[i16], xs: [&[u8]; 4], outs: [&mut [i32]; 4]) {
+    pub unsafe fn dot_rows_i16_avx512vnni_multi(w: &[i16], xs: &[&[u8]], outs: &mut [&mut [i32]]) {
+        assert_eq!(xs.len(), outs.len());
+        match xs.len() {
+            4 => dot_rows_i16_avx512vnni_group::<4>(w, [xs[0], xs[1], xs[2], xs[3]], outs),
+            3 => dot_rows_i16_avx512vnni_group::<3>(w, [xs[0], xs[1], xs[2]], outs),
+            2 => dot_rows_i16_avx512vnni_group::<2>(w, [xs[0], xs[1]], outs),
+            _ => panic!("groups of two to four inputs"),
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn dot_rows_i16_avx512vnni_group<const P: usize>(
+        w: &[i16],
+        xs: [&[u8]; P],
+        outs: &mut [&mut [i32]],
+    ) {
         let n = xs[0].len();
         let rows_total = outs[0].len();
+        debug_assert!(outs.len() == P && P <= 4);
         assert!(w.len() == rows_total * n && xs.iter().all(|x| x.len() == n));
         let widen = |x: &[u8], k: usize| {
             _mm512_cvtepu8_epi16(_mm256_loadu_si256(x.as_ptr().add(k) as *const __m256i))
@@ -875,10 +909,10 @@ mod x86 {
             let mut s = [[_mm512_setzero_si512(); 4]; 4];
             let mut k = 0;
             while k < n {
-                let xv = [0, 1, 2, 3].map(|p| widen(xs[p], k));
+                let xv = xs.map(|x| widen(x, k));
                 for i in 0..4 {
                     let wv = load(rows[i], k);
-                    for p in 0..4 {
+                    for p in 0..P {
                         s[i][p] = _mm512_dpwssd_epi32(s[i][p], xv[p], wv);
                     }
                 }
@@ -888,7 +922,7 @@ mod x86 {
             for i in 0..4 {
                 let mut sums = [0i32; 4];
                 _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, hsum4_512(s[i]));
-                for p in 0..4 {
+                for p in 0..P {
                     outs[p][r + i] = sums[p];
                 }
             }
@@ -900,14 +934,14 @@ mod x86 {
             let mut k = 0;
             while k < n {
                 let wv = load(row, k);
-                for p in 0..4 {
+                for p in 0..P {
                     s[p] = _mm512_dpwssd_epi32(s[p], widen(xs[p], k), wv);
                 }
                 k += 32;
             }
             let mut sums = [0i32; 4];
             _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, hsum4_512(s));
-            for p in 0..4 {
+            for p in 0..P {
                 outs[p][r] = sums[p];
             }
             r += 1;
@@ -1106,7 +1140,7 @@ pub(crate) mod tests {
         for bits in [WeightBits::Eight, WeightBits::Sixteen] {
             for (i, o) in [(1, 1), (63, 7), (64, 2), (99, 96), (387, 45)] {
                 let layer = random_layer(&mut rng, i, o, bits);
-                for count in [1, 3, 4, 5, 8, 9] {
+                for count in [1, 2, 3, 4, 5, 6, 7, 9] {
                     let xs: Vec<Vec<u8>> = (0..count)
                         .map(|p| match p {
                             0 => vec![255; layer.stride()],
