@@ -277,9 +277,10 @@ impl U8Linear {
         rows: Range<usize>,
         accs: &mut [&mut [i32]],
     ) {
-        let xs: Vec<&[u8]> = xs.iter().map(|x| &x[..self.stride]).collect();
+        type Few<T> = smallvec::SmallVec<[T; 4]>;
+        let xs: Few<&[u8]> = xs.iter().map(|x| &x[..self.stride]).collect();
         let span = rows.start * self.stride..rows.end * self.stride;
-        let mut outs: Vec<&mut [i32]> = accs.iter_mut().map(|a| &mut a[rows.clone()]).collect();
+        let mut outs: Few<&mut [i32]> = accs.iter_mut().map(|a| &mut a[rows.clone()]).collect();
         match &self.weight {
             Rows::Eight(w) => kernel.dot_rows_i8_multi(&w[span], &xs, &mut outs),
             Rows::Sixteen(w) => kernel.dot_rows_i16_multi(&w[span], &xs, &mut outs),

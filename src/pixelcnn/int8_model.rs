@@ -278,8 +278,11 @@ impl PixelNet for PixelCnn8 {
         let k = self.kernel;
         let units = a.group_units(c);
         let n = a.hidden_layers;
+        // A few pixels at a time (the session's groups of four): inline, no allocation.
+        type Few<T> = smallvec::SmallVec<[T; 4]>;
         for (l, layer) in self.layers[..=n].iter().enumerate() {
-            let (mut xs, mut ys, mut accs) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut xs, mut ys, mut accs): (Few<&[u8]>, Few<&mut [u8]>, Few<&mut [i32]>) =
+                (Few::new(), Few::new(), Few::new());
             for st in states.iter_mut() {
                 let PixelState8 { bufs, cat, acc } = st;
                 let (head, input) = cat.split_at_mut(a.hidden);
@@ -297,7 +300,7 @@ impl PixelNet for PixelCnn8 {
         }
         let p = a.params_per_channel();
         let rows = c * p..(c + 1) * p;
-        let (mut xs, mut accs) = (Vec::new(), Vec::new());
+        let (mut xs, mut accs): (Few<&[u8]>, Few<&mut [i32]>) = (Few::new(), Few::new());
         for st in states.iter_mut() {
             xs.push(&st.cat[..]);
             accs.push(&mut st.acc[..]);
