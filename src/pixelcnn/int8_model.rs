@@ -281,8 +281,9 @@ impl PixelNet for PixelCnn8 {
         // A few pixels at a time (the session's groups of four): inline, no allocation.
         type Few<T> = smallvec::SmallVec<[T; 4]>;
         for (l, layer) in self.layers[..=n].iter().enumerate() {
-            let (mut xs, mut ys, mut accs): (Few<&[u8]>, Few<&mut [u8]>, Few<&mut [i32]>) =
-                (Few::new(), Few::new(), Few::new());
+            let mut xs: Few<&[u8]> = Few::new();
+            let mut ys: Few<&mut [u8]> = Few::new();
+            let mut accs: Few<&mut [i32]> = Few::new();
             for st in states.iter_mut() {
                 let PixelState8 { bufs, cat, acc } = st;
                 let (head, input) = cat.split_at_mut(a.hidden);
