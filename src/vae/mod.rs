@@ -11,7 +11,7 @@
 //! about `−log2 p(x|z) − log2 p(z) + log2 q(z|x)` bits with `z` drawn from `q`: the quantity
 //! the trainer reports as the *bits-back cost*.
 //!
-//! - `float_model` (feature `torch`): [`float_model::VaeFloat`], its loss terms.
+//! - `float_model` (feature `torch`): `VaeFloat`, its loss terms.
 //! - `train` (feature `torch`): `llif train vae`.
 
 #[cfg(feature = "torch")]
