@@ -76,6 +76,11 @@ pub struct PixelCnnFloat {
     /// their activations on 255 steps of `ACT_MAX_REAL`; gradients pass straight through the
     /// rounding. The output layer stays float (16-bit weights in the engine).
     pub qat8: bool,
+    /// Under `qat8`: each hidden unit's activation cap (real units, `[hidden]` per first and
+    /// hidden layer), as `llif train int8` calibrates them (`quantize8::Calibration`);
+    /// activations are then clamped to their unit's cap and rounded to 255 steps of it, the
+    /// engine's own grid. `None`: one cap for all, [`fixed::ACT_MAX_REAL`].
+    pub act_caps: Option<Vec<Tensor>>,
 }
 
 impl PixelCnnFloat {
@@ -133,6 +138,7 @@ impl PixelCnnFloat {
             biases,
             masks,
             qat8: false,
+            act_caps: None,
         })
     }
 
@@ -187,7 +193,13 @@ impl PixelCnnFloat {
             };
             h = (z + &self.biases[l]).clamp(0.0, fixed::ACT_MAX_REAL);
             if self.qat8 {
-                h = fake_quant_uniform(&h, fixed::ACT_MAX_REAL / 255.0);
+                h = match &self.act_caps {
+                    Some(caps) => {
+                        let cap = caps[l].to_device(h.device()).unsqueeze(0);
+                        fake_quant_steps(&h.minimum(&cap), &(cap / 255.0))
+                    }
+                    None => fake_quant_uniform(&h, fixed::ACT_MAX_REAL / 255.0),
+                };
             }
         }
         // The output layer stays f32: a bf16 mean near ±1 (±128 levels) would be off by up
@@ -241,6 +253,13 @@ fn fake_quant_rows(w: &Tensor, levels: f64) -> Tensor {
     let step = (w.abs().amax([1i64].as_slice(), true) / levels).clamp_min(1e-12);
     let q = (w / &step).round() * &step;
     w + (q - w).detach()
+}
+
+/// `x` rounded to multiples of `step` (broadcast, e.g. one step per unit), the gradient
+/// passing straight through.
+fn fake_quant_steps(x: &Tensor, step: &Tensor) -> Tensor {
+    let q = (x / step).round() * step;
+    x + (q - x).detach()
 }
 
 /// `x` rounded to multiples of `step`, the gradient passing straight through.

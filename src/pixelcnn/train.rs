@@ -59,6 +59,11 @@ pub struct TrainConfig {
     /// border as "outside the image"; larger patches weight interior pixels as a full-size
     /// photograph does.
     pub patch: u32,
+    /// With `qat8`: train on each hidden unit's own activation grid, the caps `llif train int8`
+    /// calibrates, recalibrated at the start and every 2,000 steps (instead of one grid for all
+    /// units, which `--uniform-caps` quantizes to).
+    #[serde(default)]
+    pub qat8_caps: bool,
     /// Photographs of `photos/train/` (file names less the extension) held out of training; when any are named,
     /// validation runs on fixed crops of them instead of the CIFAR-10 split (the split for a
     /// model meant for photographs).
@@ -598,6 +603,9 @@ pub fn train(
     let precision = choose_precision(cfg, device);
     let photos = data.photos_at_least(cfg.patch);
     check_patches(cfg, photos.len())?;
+    if cfg.qat8_caps {
+        recalibrate(&mut net, average.as_mut().map(|a| &mut a.net), cfg, data)?;
+    }
     let val_set = validation_set(cfg, data);
     if val_set.is_empty() {
         return Err(Error::Usage(format!(
@@ -674,6 +682,10 @@ pub fn train(
                 save_varstore(&avg.net, &ema_ckpt)?;
             }
             save_checkpoint(&net, &ckpt, &log_path, &state)?;
+            // A calibration costs about a minute (2 Zen 4 cores); caps drift slowly.
+            if cfg.qat8_caps && state.step < cfg.steps && state.step % RECALIBRATE_EVERY == 0 {
+                recalibrate(&mut net, average.as_mut().map(|a| &mut a.net), cfg, data)?;
+            }
         }
     }
     bar.finish_and_clear();
@@ -711,6 +723,54 @@ fn validation_set(cfg: &TrainConfig, data: &TrainData) -> ValSet {
     } else {
         ValSet::photo_crops(&data.photos_val, cfg.patch.max(32), 64)
     }
+}
+
+/// Steps between recalibrations of the activation caps under `qat8_caps` (at evaluations).
+const RECALIBRATE_EVERY: usize = 2000;
+
+/// Sets the activation caps of `net` and its weight average (which is what gets exported, so
+/// the caps are calibrated on it when there is one) to those `llif train int8` would choose for
+/// the exported network: its 32-bit export, dequantized, run on the first 400 CIFAR-10
+/// training images (256 pixels each) and 2,048 pixels of each training photograph, each unit's
+/// cap by `quantize8::choose_cap`.
+fn recalibrate(
+    net: &mut PixelCnnFloat,
+    average: Option<&mut PixelCnnFloat>,
+    cfg: &TrainConfig,
+    data: &TrainData,
+) -> Result<()> {
+    use super::quantize8::{dequantize, Calibration};
+    let t = Instant::now();
+    let exported = average.as_deref().unwrap_or(net);
+    let model = exported.to_int(&cfg.name)?;
+    let layers = dequantize(&model);
+    let mut calibration = Calibration::new(&cfg.arch);
+    for i in 0..data.cifar_train.len().min(400) {
+        let img = Image::new(
+            32,
+            32,
+            ChannelLayout::Rgb,
+            data.cifar_train.image(i).to_vec(),
+        )?;
+        calibration.add_image(&cfg.arch, &layers, &img, 256);
+    }
+    for img in &data.photos {
+        calibration.add_image(&cfg.arch, &layers, img, 2048);
+    }
+    let caps: Vec<Tensor> = calibration
+        .caps()
+        .iter()
+        .map(|c| Tensor::from_slice(c).to_device(net.vs.device()))
+        .collect();
+    eprintln!(
+        "activation caps recalibrated ({:.0} s)",
+        t.elapsed().as_secs_f64()
+    );
+    if let Some(avg) = average {
+        avg.act_caps = Some(caps.iter().map(|c| c.shallow_clone()).collect());
+    }
+    net.act_caps = Some(caps);
+    Ok(())
 }
 
 /// `--bf16` where it pays: on CUDA, or on a CPU with native bf16 matrix multiplies. Elsewhere

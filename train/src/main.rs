@@ -292,6 +292,10 @@ pub struct PixelCnnArgs {
     /// (for fine-tuning a trained network; validation and export use the same grid).
     #[arg(long)]
     qat8: bool,
+    /// With --qat8: train on each hidden unit's own activation grid (the caps `llif train int8`
+    /// calibrates, recalibrated every 2,000 steps) instead of one grid for all units.
+    #[arg(long)]
+    qat8_caps: bool,
     /// Keep an exponential moving average of the weights with this decay (e.g. 0.9995),
     /// validate it alongside the live weights, and export it. Resumes from OUT.ema.ckpt.ot
     /// when that exists, else starts from the live weights.
@@ -318,6 +322,9 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
             let data_dir = data_folder(a.data)?;
             let name = a.name.unwrap_or_else(|| default_name(&a.out, "pixelcnn"));
             check_ema(a.ema)?;
+            if a.qat8_caps && !a.qat8 {
+                return Err(Error::Usage("--qat8-caps needs --qat8".into()));
+            }
             let cfg = TrainConfig {
                 arch: Arch {
                     radius: a.radius,
@@ -339,6 +346,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
                 cuda: a.cuda,
                 bf16: a.bf16,
                 qat8: a.qat8,
+                qat8_caps: a.qat8_caps,
                 ema: a.ema,
                 patch: a.patch,
                 photo_val: photo_val_names(a.photo_val),
@@ -468,6 +476,7 @@ fn train_vae(a: VaeArgs) -> Result<()> {
             cuda: a.cuda,
             bf16: a.bf16,
             qat8: false,
+            qat8_caps: false,
             ema: None,
             patch: 32,
             photo_val: Vec::new(),
