@@ -191,21 +191,29 @@ impl PixelCnnFloat {
                 (0, Some(extra)) => z + extra,
                 _ => z,
             };
-            h = (z + &self.biases[l]).clamp(0.0, fixed::ACT_MAX_REAL);
-            if self.qat8 {
-                h = match &self.act_caps {
-                    Some(caps) => {
-                        let cap = caps[l].to_device(h.device()).unsqueeze(0);
-                        fake_quant_steps(&h.minimum(&cap), &(cap / 255.0))
-                    }
-                    None => fake_quant_uniform(&h, fixed::ACT_MAX_REAL / 255.0),
-                };
-            }
+            h = self.activation(l, z + &self.biases[l]);
         }
         // The output layer stays f32: a bf16 mean near ±1 (±128 levels) would be off by up
         // to half a level, which the loss would feel.
         let w = &self.weights[n - 1] * &self.masks[n - 1];
         Tensor::cat(&[h, input], 1).matmul(&w.tr()) + &self.biases[n - 1]
+    }
+
+    /// Hidden layer `l`'s activations from its pre-activations `[N, hidden]`: the capped ReLU,
+    /// and under `qat8` the engine's grid (each unit's cap and 255 steps of it with
+    /// `act_caps`, else one grid for all).
+    fn activation(&self, l: usize, pre: Tensor) -> Tensor {
+        let h = pre.clamp(0.0, fixed::ACT_MAX_REAL);
+        if !self.qat8 {
+            return h;
+        }
+        match &self.act_caps {
+            Some(caps) => {
+                let cap = caps[l].to_device(h.device()).unsqueeze(0);
+                fake_quant_steps(&h.minimum(&cap), &(cap / 255.0))
+            }
+            None => fake_quant_uniform(&h, fixed::ACT_MAX_REAL / 255.0),
+        }
     }
 
     /// Negative log-likelihood in bits of each sample, `[N, channels]` `f32`, with the hidden
@@ -411,6 +419,32 @@ mod tests {
         let diff = (p32 - p16).abs().max().double_value(&[]);
         assert!(diff > 0.0, "bf16 path computed in f32");
         assert!(diff < 0.05, "parameters differ by {diff}");
+    }
+
+    /// With per-unit caps, a hidden activation is an integer multiple of its unit's cap / 255,
+    /// from 0 to the cap: the grid `llif train int8` puts the unit on.
+    #[test]
+    fn qat8_caps_put_each_unit_on_its_own_grid() {
+        let arch = crate::testing::tiny_arch();
+        let mut net = PixelCnnFloat::new(arch, Device::Cpu).unwrap();
+        net.qat8 = true;
+        let h = arch.hidden as i64;
+        let caps = Tensor::rand([h], (Kind::Float, Device::Cpu)) * 3.5 + 0.5;
+        net.act_caps = Some(
+            (0..=arch.hidden_layers)
+                .map(|_| caps.shallow_clone())
+                .collect(),
+        );
+        let pre = Tensor::rand([64, h], (Kind::Float, Device::Cpu)) * 22.0 - 2.0;
+        let a = net.activation(0, pre);
+        let steps = &a / (caps.unsqueeze(0) / 255.0);
+        let off_grid = (&steps - steps.round()).abs().max().double_value(&[]);
+        assert!(off_grid < 1e-3, "{off_grid} of a step off the grid");
+        assert!(a.min().double_value(&[]) >= 0.0);
+        let over = (&a - caps.unsqueeze(0)).max().double_value(&[]);
+        assert!(over < 1e-5, "an activation exceeds its cap by {over}");
+        // Some units are clipped at their cap, some sit between steps before rounding.
+        assert!(steps.eq(255.0).any().int64_value(&[]) == 1);
     }
 
     /// Under `qat8` the first and hidden layers compute on the 8-bit engine's grid (each row an
