@@ -146,10 +146,19 @@ impl PixelCnnFloat {
     /// `qat8`, for the first and hidden layers).
     fn layer_weights(&self, l: usize) -> Tensor {
         let w = &self.weights[l] * &self.masks[l];
-        if self.qat8 && l + 1 < self.weights.len() {
-            fake_quant_rows(&w, crate::intnet::int8::WEIGHT_MAX_8 as f64)
-        } else {
-            w
+        if !self.qat8 || l + 1 == self.weights.len() {
+            return w;
+        }
+        let levels = crate::intnet::int8::WEIGHT_MAX_8 as f64;
+        match &self.act_caps {
+            // `quantize8` folds each input unit's scale (its cap / 255) into the weights before
+            // it puts a row on its grid, so with per-unit caps the grid is that of the folded
+            // row (the first layer's inputs share one scale: no difference there).
+            Some(caps) if l >= 1 => {
+                let scale = (caps[l - 1].to_device(w.device()) / 255.0).unsqueeze(0);
+                fake_quant_rows(&(&w * &scale), levels) / scale
+            }
+            _ => fake_quant_rows(&w, levels),
         }
     }
 
@@ -422,29 +431,49 @@ mod tests {
     }
 
     /// With per-unit caps, a hidden activation is an integer multiple of its unit's cap / 255,
-    /// from 0 to the cap: the grid `llif train int8` puts the unit on.
+    /// from 0 to the cap (each layer its own caps), and a hidden layer's weights lie on the grid
+    /// `quantize8` gives them: each row, with each input's scale (its unit's cap / 255) folded
+    /// in, on 64 steps of its largest magnitude.
     #[test]
     fn qat8_caps_put_each_unit_on_its_own_grid() {
+        tch::manual_seed(11);
         let arch = crate::testing::tiny_arch();
         let mut net = PixelCnnFloat::new(arch, Device::Cpu).unwrap();
         net.qat8 = true;
         let h = arch.hidden as i64;
-        let caps = Tensor::rand([h], (Kind::Float, Device::Cpu)) * 3.5 + 0.5;
-        net.act_caps = Some(
-            (0..=arch.hidden_layers)
-                .map(|_| caps.shallow_clone())
-                .collect(),
-        );
-        let pre = Tensor::rand([64, h], (Kind::Float, Device::Cpu)) * 22.0 - 2.0;
-        let a = net.activation(0, pre);
-        let steps = &a / (caps.unsqueeze(0) / 255.0);
-        let off_grid = (&steps - steps.round()).abs().max().double_value(&[]);
-        assert!(off_grid < 1e-3, "{off_grid} of a step off the grid");
-        assert!(a.min().double_value(&[]) >= 0.0);
-        let over = (&a - caps.unsqueeze(0)).max().double_value(&[]);
-        assert!(over < 1e-5, "an activation exceeds its cap by {over}");
-        // Some units are clipped at their cap, some sit between steps before rounding.
-        assert!(steps.eq(255.0).any().int64_value(&[]) == 1);
+        let caps: Vec<Tensor> = (0..=arch.hidden_layers)
+            .map(|_| Tensor::rand([h], (Kind::Float, Device::Cpu)) * 3.5 + 0.5)
+            .collect();
+        net.act_caps = Some(caps.iter().map(|c| c.shallow_clone()).collect());
+        for (l, cap) in caps.iter().enumerate() {
+            let pre = Tensor::rand([64, h], (Kind::Float, Device::Cpu)) * 22.0 - 2.0;
+            let a = net.activation(l, pre);
+            let steps = &a / (cap.unsqueeze(0) / 255.0);
+            let off_grid = (&steps - steps.round()).abs().max().double_value(&[]);
+            assert!(
+                off_grid < 1e-3,
+                "layer {l}: {off_grid} of a step off the grid"
+            );
+            assert!(a.min().double_value(&[]) >= 0.0);
+            let over = (&a - cap.unsqueeze(0)).max().double_value(&[]);
+            assert!(
+                over < 1e-5,
+                "layer {l}: an activation exceeds its cap by {over}"
+            );
+            let clipped = (&steps - 255.0).abs().lt(1e-3).any().int64_value(&[]);
+            assert_eq!(clipped, 1, "layer {l}: no unit reached its cap");
+        }
+        for l in 1..=arch.hidden_layers {
+            let w = tch::no_grad(|| net.layer_weights(l));
+            let folded = &w * (caps[l - 1].unsqueeze(0) / 255.0);
+            let step = folded.abs().amax([1i64].as_slice(), true) / 64.0;
+            let q = &folded / step.clamp_min(1e-30);
+            let off = (&q - q.round()).abs().max().double_value(&[]);
+            assert!(
+                off < 1e-3,
+                "layer {l}: folded weights {off} of a step off the grid"
+            );
+        }
     }
 
     /// Under `qat8` the first and hidden layers compute on the 8-bit engine's grid (each row an

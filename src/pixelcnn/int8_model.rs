@@ -271,6 +271,14 @@ impl PixelNet for PixelCnn8 {
         out.copy_from_slice(&st.acc[rows]);
     }
 
+    fn pixels_together(&self) -> usize {
+        if self.kernel == crate::intnet::int8::Kernel::Avx512Vnni {
+            4
+        } else {
+            1
+        }
+    }
+
     /// [`PixelNet::channel_params`] of several pixels, layer by layer for all of them, so the
     /// kernels load each weight once for up to four pixels. The same integers.
     fn channel_params_multi(&self, states: &mut [PixelState8], c: usize, outs: &mut [Vec<i32>]) {

@@ -51,11 +51,13 @@ pub trait PixelNet: Sync {
             self.channel_params(st, c, out);
         }
     }
-}
 
-/// Pixels of a wavefront computed together by [`PixelNet::channel_params_multi`] (the 8-bit
-/// engine's kernels load each weight once for four).
-const PIXELS_TOGETHER: usize = 4;
+    /// How many pixels [`PixelNet::channel_params_multi`] computes faster together than one by
+    /// one (1: none; the 8-bit engine's AVX-512 VNNI kernels: 4).
+    fn pixels_together(&self) -> usize {
+        1
+    }
+}
 
 /// A set of planes coded together: `channels` (1 or 3) planes starting at `first` in the layout.
 #[derive(Clone, Copy, Debug)]
@@ -244,14 +246,18 @@ impl<N: PixelNet> AutoregressiveModel for PixelCnnSession<'_, N> {
                 |(st, p): (&mut [N::State], &mut [Vec<i32>])| model.channel_params_multi(st, c, p);
             let (states, params) = (&mut self.states[..n], &mut self.params[..n]);
             if worth_threads(model, n) {
+                // Groups no larger than leave every thread a share of the front.
+                let per_thread = n.div_ceil(rayon::current_num_threads()).max(1);
+                let chunk = model.pixels_together().min(per_thread).max(1);
                 states
-                    .par_chunks_mut(PIXELS_TOGETHER)
-                    .zip(params.par_chunks_mut(PIXELS_TOGETHER))
+                    .par_chunks_mut(chunk)
+                    .zip(params.par_chunks_mut(chunk))
                     .for_each(run);
             } else {
+                let chunk = model.pixels_together().max(1);
                 states
-                    .chunks_mut(PIXELS_TOGETHER)
-                    .zip(params.chunks_mut(PIXELS_TOGETHER))
+                    .chunks_mut(chunk)
+                    .zip(params.chunks_mut(chunk))
                     .for_each(run);
             }
         }

@@ -161,8 +161,9 @@ pub struct TrainData {
     /// Training photographs, with their names (file names less the extension) in `photo_names`.
     pub photos: Vec<Image>,
     pub photo_names: Vec<String>,
-    /// Photographs moved out of training by [`TrainData::hold_out_photos`].
+    /// Photographs moved out of training by [`TrainData::hold_out_photos`], and their names.
     pub photos_val: Vec<Image>,
+    pub photo_val_names: Vec<String>,
 }
 
 impl TrainData {
@@ -213,6 +214,7 @@ impl TrainData {
             photos,
             photo_names,
             photos_val: Vec::new(),
+            photo_val_names: Vec::new(),
         })
     }
 
@@ -236,7 +238,7 @@ impl TrainData {
                 .iter()
                 .position(|n| n == name)
                 .expect("checked above");
-            self.photo_names.remove(i);
+            self.photo_val_names.push(self.photo_names.remove(i));
             self.photos_val.push(self.photos.remove(i));
         }
         Ok(())
@@ -603,6 +605,7 @@ pub fn train(
     let precision = choose_precision(cfg, device);
     let photos = data.photos_at_least(cfg.patch);
     check_patches(cfg, photos.len())?;
+    let mut calibrated_at = state.step;
     if cfg.qat8_caps {
         recalibrate(&mut net, average.as_mut().map(|a| &mut a.net), cfg, data)?;
     }
@@ -682,9 +685,12 @@ pub fn train(
                 save_varstore(&avg.net, &ema_ckpt)?;
             }
             save_checkpoint(&net, &ckpt, &log_path, &state)?;
-            // A calibration costs about a minute (2 Zen 4 cores); caps drift slowly.
-            if cfg.qat8_caps && state.step < cfg.steps && state.step % RECALIBRATE_EVERY == 0 {
+            // A calibration costs about a minute (2 Zen 4 cores); caps drift slowly. The last
+            // one is just before the export, so it quantizes on the caps it trained on last.
+            let due = state.step >= calibrated_at + RECALIBRATE_EVERY || state.step == cfg.steps;
+            if cfg.qat8_caps && due {
                 recalibrate(&mut net, average.as_mut().map(|a| &mut a.net), cfg, data)?;
+                calibrated_at = state.step;
             }
         }
     }
@@ -754,7 +760,12 @@ fn recalibrate(
         )?;
         calibration.add_image(&cfg.arch, &layers, &img, 256);
     }
-    for img in &data.photos {
+    // Every photograph of photos/train, held out or not, as `llif train int8` reads them
+    // (by file name, as `read_image_folder` orders them).
+    let mut photos: Vec<(&String, &Image)> = data.photo_names.iter().zip(&data.photos).collect();
+    photos.extend(data.photo_val_names.iter().zip(&data.photos_val));
+    photos.sort_by(|a, b| a.0.cmp(b.0));
+    for (_, img) in photos {
         calibration.add_image(&cfg.arch, &layers, img, 2048);
     }
     let caps: Vec<Tensor> = calibration
@@ -833,6 +844,9 @@ pub fn export_checkpoint(cfg: &TrainConfig, data: &TrainData) -> Result<PixelCnn
     };
     let mut net = load_float(cfg.arch, &path_with(&cfg.out, ext), device)?;
     net.qat8 = cfg.qat8;
+    if cfg.qat8_caps {
+        recalibrate(&mut net, None, cfg, data)?;
+    }
     export(&net, cfg, data, device)
 }
 
@@ -914,6 +928,7 @@ mod tests {
             ],
             photo_names: vec!["a".into(), "b".into(), "c".into()],
             photos_val: Vec::new(),
+            photo_val_names: Vec::new(),
         };
         let err = data.hold_out_photos(&["nope".into()]).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
