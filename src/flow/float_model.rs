@@ -145,6 +145,16 @@ impl NetFloat {
         a2.conv2d(&w3, Some(&b3), [1, 1], [1, 1], [1, 1], 1)
     }
 
+    /// Sets the output layer's weights (zero at creation) to normal noise of deviation `std`:
+    /// for networks that must pass information from the start (a VAE's posterior and latent
+    /// bias, which would otherwise wait on each other).
+    pub(crate) fn perturb_output(&self, std: f64) {
+        tch::no_grad(|| {
+            let mut w3 = self.w3.shallow_clone();
+            w3.copy_(&(Tensor::randn_like(&w3) * std));
+        });
+    }
+
     /// The output layer's weights per input byte: the variable times [`OUTPUT_WEIGHT_GAIN`]
     /// (1: a pilot with 1/64, which slows the output layer's learning, learned slower).
     fn w3_per_byte(&self) -> Tensor {
