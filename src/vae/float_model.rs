@@ -55,6 +55,11 @@ pub struct CostTerms {
     pub prior: Tensor,
     /// `−log2 q(z|x)` (the bits got back).
     pub posterior: Tensor,
+    /// `prior − posterior` of each latent channel, `[m]` in bits per latent position, averaged
+    /// over the batch and the positions (for free bits).
+    pub rate_by_channel: Tensor,
+    /// Latent positions per image (`H/F · W/F`).
+    pub positions: i64,
 }
 
 impl CostTerms {
@@ -62,6 +67,18 @@ impl CostTerms {
     /// rate in (training starts where the latent costs nothing).
     pub fn total(&self, beta: f64) -> Tensor {
         &self.image + (&self.prior - &self.posterior) * beta
+    }
+
+    /// The batch's training loss in bits (a scalar): the image term plus `β` times the rate,
+    /// where each latent channel's rate counts as at least `free_bits` per latent position
+    /// (Kingma et al. 2016): below that floor the rate has no gradient, so the posterior may
+    /// carry that much information before the likelihood has learned to use it. With
+    /// `free_bits = 0` this is `total(β)` summed over the batch.
+    pub fn training_loss(&self, beta: f64, free_bits: f64) -> Tensor {
+        let images = self.image.size()[0];
+        let rate = self.rate_by_channel.clamp_min(free_bits).sum(Kind::Float)
+            * (images * self.positions) as f64;
+        self.image.sum(Kind::Float) + rate * beta
     }
 }
 
@@ -183,11 +200,15 @@ impl VaeFloat {
             false,
             Kind::Float,
         );
+        let rate_by_channel =
+            (&prior - &posterior).mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float);
         let per_image = |t: Tensor| t.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float);
         CostTerms {
             image,
             prior: per_image(prior),
             posterior: per_image(posterior),
+            rate_by_channel,
+            positions: zh * zw,
         }
     }
 }
@@ -237,6 +258,38 @@ mod tests {
         // The cost at β = 0 is the image term alone.
         let at0 = terms.total(0.0);
         assert!((&at0 - &terms.image).abs().max().double_value(&[]) < 1e-6);
+    }
+
+    /// Free bits: at 0 the training loss is the plain cost; above every channel's rate, the
+    /// rate is a constant (no gradient reaches the posterior through it).
+    #[test]
+    fn free_bits_floor_each_channels_rate() {
+        let vae = tiny();
+        let images = (Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 255.0)
+            .round()
+            .to_kind(Kind::Uint8);
+        let uniform = Tensor::rand([2, 2, 2, 2], (Kind::Float, Device::Cpu));
+        let weights = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        let terms = vae.cost(&images, &uniform, &weights, Precision::F32);
+        assert_eq!(terms.positions, 4);
+        let plain = terms.total(0.5).sum(Kind::Float).double_value(&[]);
+        let at0 = terms.training_loss(0.5, 0.0).double_value(&[]);
+        assert!(
+            (plain - at0).abs() < 1e-3 * plain.abs().max(1.0),
+            "{plain} vs {at0}"
+        );
+        let rates: Vec<f64> = (0..2)
+            .map(|j| terms.rate_by_channel.double_value(&[j]))
+            .collect();
+        let floor = 1000.0;
+        assert!(rates.iter().all(|&r| r < floor));
+        let image = terms.image.sum(Kind::Float).double_value(&[]);
+        let floored = terms.training_loss(0.5, floor).double_value(&[]);
+        let expected = image + 0.5 * floor * 2.0 * 2.0 * 4.0;
+        assert!(
+            (floored - expected).abs() < 1e-3 * expected,
+            "{floored} vs {expected}"
+        );
     }
 
     /// Gradients reach the posterior (through the straight-through latent), the prior and the

@@ -32,6 +32,11 @@ pub struct VaeTrainConfig {
     pub anneal_steps: usize,
     /// Learning rate of the PixelCNN relative to the latent's networks.
     pub pixelcnn_lr_factor: f64,
+    /// Free bits: each latent channel's rate counts in training as at least this many bits
+    /// per latent position (0: the plain bits-back cost). Validation always reports the
+    /// plain cost.
+    #[serde(default)]
+    pub free_bits: f64,
 }
 
 /// The training log: `OUT.vae.json`.
@@ -55,6 +60,9 @@ pub struct VaeEvalPoint {
     pub val_image: f64,
     pub val_prior: f64,
     pub val_posterior: f64,
+    /// Each latent channel's rate (`prior − posterior`), bits per latent position.
+    #[serde(default)]
+    pub val_rate_by_channel: Vec<f64>,
 }
 
 fn beta(cfg: &VaeTrainConfig, step: usize) -> f64 {
@@ -94,10 +102,12 @@ impl Validation {
         Validation { batches }
     }
 
-    /// Mean bits per sub-pixel: (cost, image, prior, posterior).
-    fn measure(&self, vae: &VaeFloat, device: Device) -> (f64, f64, f64, f64) {
+    /// Mean bits per sub-pixel (cost, image, prior, posterior), and each latent channel's
+    /// rate in bits per latent position.
+    fn measure(&self, vae: &VaeFloat, device: Device) -> ((f64, f64, f64, f64), Vec<f64>) {
         let _guard = tch::no_grad_guard();
         let (mut sums, mut samples) = ([0.0; 3], 0.0);
+        let (mut rates, mut images_seen) = (vec![0.0; vae.shape.latents], 0.0);
         for (images, u) in &self.batches {
             let b = images.size()[0];
             let weights = Tensor::ones([b, 3], (Kind::Float, device));
@@ -110,10 +120,15 @@ impl Validation {
             for (s, term) in sums.iter_mut().zip([&t.image, &t.prior, &t.posterior]) {
                 *s += term.sum(Kind::Double).double_value(&[]);
             }
+            for (j, r) in rates.iter_mut().enumerate() {
+                *r += t.rate_by_channel.double_value(&[j as i64]) * b as f64;
+            }
+            images_seen += b as f64;
             samples += images.numel() as f64;
         }
         let [image, prior, posterior] = sums.map(|s| s / samples);
-        (image + prior - posterior, image, prior, posterior)
+        let rates = rates.into_iter().map(|r| r / images_seen).collect();
+        ((image + prior - posterior, image, prior, posterior), rates)
     }
 }
 
@@ -170,7 +185,7 @@ pub fn train(cfg: &VaeTrainConfig, data: &TrainData, resume: bool) -> Result<Vae
     let mut state = start(&mut vae, cfg, resume)?;
     let validation = Validation::new(&data.cifar_val, &cfg.shape, pc.seed ^ 0x5eed);
     if state.step == 0 {
-        let (cost, image, _, _) = validation.measure(&vae, device);
+        let ((cost, image, _, _), _) = validation.measure(&vae, device);
         eprintln!("step 0: bits-back cost {cost:.4} bpsp (image term {image:.4}; the PixelCNN alone gives the image term at the start)");
     }
     let mut opt_latent = tch::nn::Adam::default().build(&vae.vs, pc.lr)?;
@@ -205,7 +220,7 @@ pub fn train(cfg: &VaeTrainConfig, data: &TrainData, resume: bool) -> Result<Vae
             precision,
         );
         let counted = weights.sum(Kind::Float).double_value(&[]) * (pc.patch * pc.patch) as f64;
-        let loss = terms.total(b).sum(Kind::Float) / counted;
+        let loss = terms.training_loss(b, cfg.free_bits) / counted;
         opt_latent.zero_grad();
         opt_pixelcnn.zero_grad();
         loss.backward();
@@ -217,7 +232,7 @@ pub fn train(cfg: &VaeTrainConfig, data: &TrainData, resume: bool) -> Result<Vae
         run_n += 1;
         state.step += 1;
         if state.step % pc.eval_every == 0 || state.step == pc.steps {
-            let (cost, image, prior, posterior) = validation.measure(&vae, device);
+            let ((cost, image, prior, posterior), rates) = validation.measure(&vae, device);
             state.seconds = base + t0.elapsed().as_secs_f64();
             let point = VaeEvalPoint {
                 step: state.step,
@@ -228,10 +243,20 @@ pub fn train(cfg: &VaeTrainConfig, data: &TrainData, resume: bool) -> Result<Vae
                 val_image: image,
                 val_prior: prior,
                 val_posterior: posterior,
+                val_rate_by_channel: rates,
             };
             eprintln!(
                 "step {:>6}  beta {:.2}  train {:.4}  val cost {:.4} = image {:.4} + prior {:.4} - posterior {:.4} bpsp  ({:.0} s)",
                 point.step, b, point.train, cost, image, prior, posterior, point.seconds
+            );
+            let rates: Vec<String> = point
+                .val_rate_by_channel
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect();
+            eprintln!(
+                "        rate by latent channel (bits per position): {}",
+                rates.join(" ")
             );
             state.history.push(point);
             (run, run_n) = (0.0, 0);

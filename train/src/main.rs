@@ -84,9 +84,17 @@ pub struct VaeArgs {
     layers: usize,
     #[arg(long, default_value_t = 5)]
     components: usize,
-    /// Latent channels (each latent position covers 8x8 pixels).
+    /// Latent channels.
     #[arg(long, default_value_t = 4)]
     latents: usize,
+    /// Each latent position covers FACTOR x FACTOR pixels (a divisor of 32).
+    #[arg(long, default_value_t = 8, value_parser = parse_latent_factor)]
+    factor: usize,
+    /// Free bits: in training, each latent channel's rate counts as at least this many bits
+    /// per latent position, so the posterior can carry that much before the likelihood uses
+    /// it (validation reports the plain cost). 0: none.
+    #[arg(long, default_value_t = 0.0)]
+    free_bits: f64,
     /// Hidden width of the posterior, prior and bias networks.
     #[arg(long, default_value_t = 64)]
     vae_hidden: usize,
@@ -482,7 +490,7 @@ fn train_vae(a: VaeArgs) -> Result<()> {
             photo_val: Vec::new(),
         },
         shape: VaeShape {
-            factor: 8,
+            factor: a.factor,
             latents: a.latents,
             hidden: a.vae_hidden,
             components: a.prior_components,
@@ -490,9 +498,18 @@ fn train_vae(a: VaeArgs) -> Result<()> {
         init_pixelcnn: a.init_pixelcnn,
         anneal_steps: a.anneal_steps,
         pixelcnn_lr_factor: a.pixelcnn_lr_factor,
+        free_bits: a.free_bits,
     };
     let data = TrainData::load(&data_dir)?;
     train(&cfg, &data, a.resume).map(|_| ())
+}
+
+/// `--factor`: a power of two that divides the 32x32 training patches.
+fn parse_latent_factor(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(f @ (2 | 4 | 8 | 16)) => Ok(f),
+        _ => Err(format!("{s}: the latent factor is 2, 4, 8 or 16")),
+    }
 }
 
 /// A joint flow needs its plane flow (checked before training, not at the export after it),
