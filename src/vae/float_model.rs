@@ -19,6 +19,13 @@ use crate::pixelcnn::Arch;
 /// 1): the network's output layer learns in latent-like units, tens at most.
 const BIAS_SCALE: f64 = 1.0 / 16.0;
 
+/// Byte steps per latent unit at the bias network's input: `clamp(128 + 16·z, 0, 255)`, so
+/// latents in `−8 ..= 7` are told apart. At one step per unit (the flow's convention, where
+/// latents span hundreds) a latent of a few units moved the network's 8-bit first layer by
+/// less than its rounding, and the likelihood could not use the latent at all (session 10,
+/// run C in models/wip/README.md).
+const LATENT_INPUT_GAIN: f64 = 16.0;
+
 /// The VAE's sizes beside its PixelCNN's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VaeShape {
@@ -160,7 +167,8 @@ impl VaeFloat {
     fn first_bias(&self, z: &Tensor, (h, w): (i64, i64)) -> Tensor {
         let roles = Tensor::zeros([z.size()[0]], (Kind::Int64, z.device()));
         let f = self.shape.factor as i64;
-        let grid = self.bias.forward(&latent_bytes(z), &roles) * BIAS_SCALE; // [B, hidden, h/F, w/F]
+        let bytes = latent_bytes(&(z * LATENT_INPUT_GAIN));
+        let grid = self.bias.forward(&bytes, &roles) * BIAS_SCALE; // [B, hidden, h/F, w/F]
         let (b, c, _, _) = grid.size4().expect("[B, C, h, w]");
         grid.unsqueeze(3)
             .unsqueeze(5)
