@@ -597,6 +597,12 @@ impl Kernel {
         assert!(acc.len() == out.len() && mult.len() == out.len() && shift.len() == out.len());
         match self {
             #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni if lo >= 0 && hi <= 255 && has_avx512vnni() => {
+                // SAFETY: the CPU has AVX-512 F and BW (checked above, with AVX2 implied);
+                // lengths asserted above.
+                unsafe { x86::requantize_bytes_avx512(acc, mult, shift, (lo, hi), out) }
+            }
+            #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 | Kernel::Avx512Vnni
                 if lo >= 0 && hi <= 255 && std::arch::is_x86_feature_detected!("avx2") =>
             {
@@ -705,6 +711,54 @@ mod x86 {
             let b = _mm_packus_epi16(_mm_packus_epi32(d, d), _mm_setzero_si128());
             (out.as_mut_ptr().add(i) as *mut u32).write_unaligned(_mm_cvtsi128_si32(b) as u32);
             i += 4;
+        }
+        for j in i..n {
+            out[j] = super::requantize(acc[j], mult[j], shift[j], lo, hi) as u8;
+        }
+    }
+
+    /// [`super::Kernel::requantize_bytes`] eight outputs to a 512-bit register of 64-bit
+    /// lanes: the product, rounding and shift as in [`requantize_bytes_avx2`], then
+    /// `vpmovusqb` narrows each lane to a byte saturating at 255 (the products are
+    /// non-negative), and the bytes are clamped to `[lo, hi]`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F and BW (and so AVX2); all slices of one length; `0 ≤ lo ≤
+    /// hi ≤ 255`; `mult` in `1..2^16`, `shift ≤ 62` (as every loaded layer's).
+    #[target_feature(enable = "avx512f,avx512bw,avx2")]
+    pub unsafe fn requantize_bytes_avx512(
+        acc: &[i32],
+        mult: &[i32],
+        shift: &[u8],
+        (lo, hi): (i32, i32),
+        out: &mut [u8],
+    ) {
+        let n = acc.len();
+        let one = _mm512_set1_epi64(1);
+        let (lo8, hi8) = (_mm_set1_epi8(lo as u8 as i8), _mm_set1_epi8(hi as u8 as i8));
+        // Outputs i..i+8 as bytes in the low half of the result, not yet clamped to [lo, hi].
+        let eight = |i: usize| {
+            let a = _mm256_max_epi32(
+                _mm256_loadu_si256(acc.as_ptr().add(i) as *const __m256i),
+                _mm256_setzero_si256(),
+            );
+            let m = _mm256_loadu_si256(mult.as_ptr().add(i) as *const __m256i);
+            let s = _mm512_cvtepu8_epi64(_mm_loadl_epi64(shift.as_ptr().add(i) as *const __m128i));
+            // acc < 2^31 and mult < 2^16: the unsigned 32x32 product is exact in 64 bits.
+            let p = _mm512_mul_epu32(_mm512_cvtepu32_epi64(a), _mm512_cvtepu32_epi64(m));
+            let round = _mm512_srli_epi64(_mm512_sllv_epi64(one, s), 1);
+            _mm512_cvtusepi64_epi8(_mm512_srlv_epi64(_mm512_add_epi64(p, round), s))
+        };
+        let clamp = |b: __m128i| _mm_min_epu8(_mm_max_epu8(b, lo8), hi8);
+        let mut i = 0;
+        while i + 16 <= n {
+            let b = clamp(_mm_unpacklo_epi64(eight(i), eight(i + 8)));
+            _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, b);
+            i += 16;
+        }
+        if i + 8 <= n {
+            _mm_storel_epi64(out.as_mut_ptr().add(i) as *mut __m128i, clamp(eight(i)));
+            i += 8;
         }
         for j in i..n {
             out[j] = super::requantize(acc[j], mult[j], shift[j], lo, hi) as u8;
@@ -1208,7 +1262,7 @@ pub(crate) mod tests {
     fn byte_requantization_of_every_kernel_matches_the_definition() {
         let mut rng = StdRng::seed_from_u64(12);
         for trial in 0..200 {
-            let n = rng.gen_range(1..40);
+            let n = rng.gen_range(1..80);
             let acc: Vec<i32> = (0..n)
                 .map(|_| match rng.gen_range(0..4) {
                     0 => [i32::MIN + 1, i32::MAX, 0, -1, 1][rng.gen_range(0..5)],
