@@ -597,7 +597,12 @@ impl Kernel {
         assert!(acc.len() == out.len() && mult.len() == out.len() && shift.len() == out.len());
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni if lo >= 0 && hi <= 255 && has_avx512vnni() => {
+            Kernel::Avx512Vnni
+                if lo >= 0
+                    && hi <= 255
+                    && has_avx512vnni()
+                    && std::arch::is_x86_feature_detected!("avx2") =>
+            {
                 // SAFETY: the CPU has AVX-512 F and BW (checked above, with AVX2 implied);
                 // lengths asserted above.
                 unsafe { x86::requantize_bytes_avx512(acc, mult, shift, (lo, hi), out) }

@@ -19,13 +19,6 @@ use crate::pixelcnn::Arch;
 /// 1): the network's output layer learns in latent-like units, tens at most.
 const BIAS_SCALE: f64 = 1.0 / 16.0;
 
-/// Byte steps per latent unit at the bias network's input: `clamp(128 + 16·z, 0, 255)`, so
-/// latents in `−8 ..= 7` are told apart. At one step per unit (the flow's convention, where
-/// latents span hundreds) a latent of a few units moved the network's 8-bit first layer by
-/// less than its rounding, and the likelihood could not use the latent at all (session 10,
-/// run C in models/wip/README.md).
-const LATENT_INPUT_GAIN: f64 = 16.0;
-
 /// The VAE's sizes beside its PixelCNN's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VaeShape {
@@ -37,6 +30,16 @@ pub struct VaeShape {
     pub hidden: usize,
     /// Mixture components of the prior.
     pub components: usize,
+    /// Byte steps per latent unit at the bias network's input, `clamp(128 + g·z, 0, 255)`:
+    /// 16 tells latents in `−8 ..= 8` apart. At 1 (the flow's convention, where latents span
+    /// hundreds; runs A–C of models/wip/README.md) a latent of a few units moved the network's
+    /// 8-bit first layer by less than its rounding, and the likelihood could not use it.
+    #[serde(default = "unit_gain")]
+    pub latent_input_gain: u32,
+}
+
+fn unit_gain() -> u32 {
+    1
 }
 
 /// The float VAE: the PixelCNN (its own var store, so a trained one loads as it is) and the
@@ -83,8 +86,14 @@ impl CostTerms {
     /// `free_bits = 0` this is `total(β)` summed over the batch.
     pub fn training_loss(&self, beta: f64, free_bits: f64) -> Tensor {
         let images = self.image.size()[0];
-        let rate = self.rate_by_channel.clamp_min(free_bits).sum(Kind::Float)
-            * (images * self.positions) as f64;
+        // No clamp at 0: a channel's one-sample rate estimate may be negative, and clamping
+        // it would bias the plain cost and cut its gradient.
+        let per_channel = if free_bits > 0.0 {
+            self.rate_by_channel.clamp_min(free_bits)
+        } else {
+            self.rate_by_channel.shallow_clone()
+        };
+        let rate = per_channel.sum(Kind::Float) * (images * self.positions) as f64;
         self.image.sum(Kind::Float) + rate * beta
     }
 }
@@ -167,7 +176,7 @@ impl VaeFloat {
     fn first_bias(&self, z: &Tensor, (h, w): (i64, i64)) -> Tensor {
         let roles = Tensor::zeros([z.size()[0]], (Kind::Int64, z.device()));
         let f = self.shape.factor as i64;
-        let bytes = latent_bytes(&(z * LATENT_INPUT_GAIN));
+        let bytes = latent_bytes(&(z * self.shape.latent_input_gain as f64));
         let grid = self.bias.forward(&bytes, &roles) * BIAS_SCALE; // [B, hidden, h/F, w/F]
         let (b, c, _, _) = grid.size4().expect("[B, C, h, w]");
         grid.unsqueeze(3)
@@ -232,6 +241,7 @@ mod tests {
             latents: 2,
             hidden: 6,
             components: 2,
+            latent_input_gain: 16,
         };
         tch::manual_seed(3);
         VaeFloat::new(arch, shape, Device::Cpu).unwrap()
@@ -289,6 +299,18 @@ mod tests {
         let rates: Vec<f64> = (0..2)
             .map(|j| terms.rate_by_channel.double_value(&[j]))
             .collect();
+        // At 0 no channel is floored, not even one whose estimate came out negative.
+        let negative = CostTerms {
+            image: terms.image.shallow_clone(),
+            prior: terms.prior.shallow_clone(),
+            posterior: terms.posterior.shallow_clone(),
+            rate_by_channel: Tensor::from_slice(&[-0.5f32, 0.25]),
+            positions: 4,
+        };
+        let image_sum = terms.image.sum(Kind::Float).double_value(&[]);
+        let got = negative.training_loss(1.0, 0.0).double_value(&[]);
+        let want = image_sum + (-0.5 + 0.25) * 2.0 * 4.0;
+        assert!((got - want).abs() < 1e-3 * want, "{got} vs {want}");
         let floor = 1000.0;
         assert!(rates.iter().all(|&r| r < floor));
         let image = terms.image.sum(Kind::Float).double_value(&[]);

@@ -87,9 +87,13 @@ pub struct VaeArgs {
     /// Latent channels.
     #[arg(long, default_value_t = 4)]
     latents: usize,
-    /// Each latent position covers FACTOR x FACTOR pixels (a divisor of 32).
+    /// Each latent position covers FACTOR x FACTOR pixels: 2, 4, 8 or 16.
     #[arg(long, default_value_t = 8, value_parser = parse_latent_factor)]
     factor: usize,
+    /// Byte steps per latent unit at the input of the latent's bias network (1 in the runs
+    /// before session 10's run D).
+    #[arg(long, default_value_t = 16)]
+    latent_gain: u32,
     /// Free bits: in training, each latent channel's rate counts as at least this many bits
     /// per latent position, so the posterior can carry that much before the likelihood uses
     /// it (validation reports the plain cost). 0: none.
@@ -494,6 +498,7 @@ fn train_vae(a: VaeArgs) -> Result<()> {
             latents: a.latents,
             hidden: a.vae_hidden,
             components: a.prior_components,
+            latent_input_gain: a.latent_gain,
         },
         init_pixelcnn: a.init_pixelcnn,
         anneal_steps: a.anneal_steps,
