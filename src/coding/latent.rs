@@ -44,46 +44,6 @@ impl QuantizedCdf for Uniform {
     }
 }
 
-/// A latent's window distribution as the coder sees it: the mixture, with a quantile search
-/// that starts at the window's centre, where the mass is (galloping outwards, then bisecting),
-/// instead of bisecting all 256 symbols. The same symbols either way (a quantile is unique).
-struct Window(LogisticMixture);
-
-impl QuantizedCdf for Window {
-    fn num_symbols(&self) -> u32 {
-        256
-    }
-
-    fn cdf(&self, x: u32) -> u32 {
-        self.0.cdf(x)
-    }
-
-    fn quantile(&self, q: u32) -> u32 {
-        // Find lo < hi with cdf(lo) <= q < cdf(hi), starting from [128, 129].
-        let (mut lo, mut hi) = (128u32, 129u32);
-        if self.cdf(lo) > q {
-            let mut step = 1;
-            loop {
-                hi = lo;
-                lo = hi.saturating_sub(step);
-                if lo == 0 || self.cdf(lo) <= q {
-                    break;
-                }
-                step *= 2;
-            }
-        } else {
-            let mut step = 1;
-            while hi < 256 && self.cdf(hi) <= q {
-                lo = hi;
-                hi = (hi + step).min(256);
-                step *= 2;
-            }
-        }
-        // Now cdf(lo) <= q < cdf(hi) (cdf(0) = 0, cdf(256) = 2^24 > q).
-        super::bisect_quantile(self, q, lo, hi)
-    }
-}
-
 impl LatentPrior {
     /// A prior from `k` components' parameters (`1 ≤ k ≤ MAX_LATENT_COMPONENTS`; the shortest
     /// slice decides).
@@ -183,7 +143,7 @@ pub fn push_latent(stack: &mut AnsStack, v: i64, prior: LatentPrior) -> Result<(
 /// Pops a latent coded by [`push_latent`] with the same `prior`.
 pub fn pop_latent(stack: &mut AnsStack, prior: LatentPrior) -> Result<i64> {
     let (c, mixture) = prior.window();
-    let s = stack.pop(&Window(mixture))? as i64;
+    let s = stack.pop(&mixture)? as i64;
     if s != 0 && s != 255 {
         return Ok(c - 128 + s);
     }
@@ -243,10 +203,13 @@ mod tests {
             let m = LatentPrior::new(&p[..k], &p[k..2 * k], &p[2 * k..])
                 .window()
                 .1;
-            let w = Window(m);
             for q in (0..TOTAL).step_by(9973).chain([0, 1, TOTAL - 1]) {
-                // LogisticMixture's own quantile is the default bisection.
-                assert_eq!(w.quantile(q), m.quantile(q), "q {q}");
+                // The mixture's galloping search against a bisection of all 256 symbols.
+                assert_eq!(
+                    m.quantile(q),
+                    super::super::bisect_quantile(&m, q, 0, 256),
+                    "q {q}"
+                );
             }
         }
     }

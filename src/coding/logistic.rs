@@ -261,6 +261,65 @@ impl QuantizedCdf for LogisticMixture {
     fn cdf(&self, x: u32) -> u32 {
         self.table_entry(x, &self.inv_scale)
     }
+
+    fn quantile(&self, q: u32) -> u32 {
+        self.quantile_with_bounds(q).0
+    }
+
+    /// Gallops from the heaviest component's mean (the first one, on ties) in steps 1, 2, 4, …
+    /// until `q` is bracketed, then bisects: most samples lie within a few values of it, so
+    /// this reads about four values of `cdf` where a bisection of all 256 reads eight, and
+    /// returns the two it read last. The same symbol as any search: for a valid table only one
+    /// `x` has `cdf(x) ≤ q < cdf(x + 1)`.
+    fn quantile_with_bounds(&self, q: u32) -> (u32, u32, u32) {
+        let mut heaviest = 0;
+        for j in 1..self.k {
+            if self.weight[j] > self.weight[heaviest] {
+                heaviest = j;
+            }
+        }
+        // Symbol x covers pixel positions [x − 0.5, x + 0.5): the mean rounded to nearest.
+        let start =
+            ((self.mean[heaviest] + (1 << (POS_FRAC - 1))) >> POS_FRAC).clamp(0, 255) as u32;
+        let at_start = self.cdf(start);
+        // Invariant from here on: cdf(lo) = c_lo ≤ q < c_hi = cdf(hi), lo < hi.
+        let (mut lo, mut c_lo, mut hi, mut c_hi);
+        if at_start <= q {
+            (lo, c_lo) = (start, at_start);
+            let mut step = 1;
+            loop {
+                let next = (lo + step).min(256); // cdf(256) = 2^24 > q ends the gallop
+                let c = self.cdf(next);
+                if c > q {
+                    (hi, c_hi) = (next, c);
+                    break;
+                }
+                (lo, c_lo, step) = (next, c, step * 2);
+            }
+        } else {
+            (hi, c_hi) = (start, at_start);
+            let mut step = 1;
+            loop {
+                let next = hi.saturating_sub(step); // cdf(0) = 0 ≤ q ends the gallop
+                let c = self.cdf(next);
+                if c <= q {
+                    (lo, c_lo) = (next, c);
+                    break;
+                }
+                (hi, c_hi, step) = (next, c, step * 2);
+            }
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            let c = self.cdf(mid);
+            if c <= q {
+                (lo, c_lo) = (mid, c);
+            } else {
+                (hi, c_hi) = (mid, c);
+            }
+        }
+        (lo, c_lo, c_hi)
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +378,30 @@ mod tests {
             let exact = sig((x as f64 - 0.5 - 100.25) / 3.0);
             let got = m.cdf(x) as f64 / TOTAL as f64;
             assert!((exact - got).abs() < 1e-3, "x={x}: {exact} vs {got}");
+        }
+    }
+
+    /// The galloping search finds what a bisection finds, with the bounds it reports, for
+    /// mixtures from sharp to flat, means anywhere (clamped past both ends) and every `q` at a
+    /// symbol's edges.
+    #[test]
+    fn galloping_quantile_matches_bisection() {
+        use crate::coding::bisect_quantile;
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(5);
+        for _ in 0..300 {
+            let k = rng.gen_range(1..=MAX_COMPONENTS);
+            let logits: Vec<i32> = (0..k).map(|_| rng.gen_range(-q(8.0)..q(8.0))).collect();
+            let means: Vec<i32> = (0..k).map(|_| rng.gen_range(-q(2.0)..q(2.0))).collect();
+            let scales: Vec<i32> = (0..k).map(|_| rng.gen_range(-q(6.0)..q(7.0))).collect();
+            let m = LogisticMixture::from_params(&logits, &means, &scales);
+            for x in 0..256u32 {
+                for probe in [m.cdf(x), m.cdf(x + 1) - 1] {
+                    let want = bisect_quantile(&m, probe, 0, 256);
+                    assert_eq!(want, x);
+                    assert_eq!(m.quantile_with_bounds(probe), (x, m.cdf(x), m.cdf(x + 1)));
+                }
+            }
         }
     }
 

@@ -47,6 +47,14 @@ pub trait QuantizedCdf {
         bisect_quantile(self, q, 0, self.num_symbols())
     }
 
+    /// `(x, cdf(x), cdf(x + 1))` for `x = quantile(q)`: what a decoder needs of one symbol.
+    /// A distribution whose search reads those two values anyway returns them instead of
+    /// reading them again.
+    fn quantile_with_bounds(&self, q: u32) -> (u32, u32, u32) {
+        let x = self.quantile(q);
+        (x, self.cdf(x), self.cdf(x + 1))
+    }
+
     /// Probability of `x` in units of 2^-24.
     fn frequency(&self, x: u32) -> u32 {
         self.cdf(x + 1) - self.cdf(x)
@@ -122,11 +130,48 @@ impl<D: QuantizedCdf + ?Sized> EncoderModel<PRECISION> for CdfModel<'_, D> {
     }
 }
 
+/// One symbol's interval, read once from a [`QuantizedCdf`]: the encoder's model when it also
+/// needs the probability for its own bookkeeping.
+struct OneSymbol {
+    symbol: u32,
+    left: u32,
+    probability: NonZeroU32,
+}
+
+impl OneSymbol {
+    /// `None` if `x` is not a symbol of `d` or has no probability (a broken distribution).
+    fn of<D: QuantizedCdf + ?Sized>(x: u32, d: &D) -> Option<OneSymbol> {
+        if x >= d.num_symbols() {
+            return None;
+        }
+        let left = d.cdf(x);
+        let probability = NonZeroU32::new(d.cdf(x + 1).wrapping_sub(left))?;
+        Some(OneSymbol {
+            symbol: x,
+            left,
+            probability,
+        })
+    }
+}
+
+impl EntropyModel<PRECISION> for OneSymbol {
+    type Symbol = u32;
+    type Probability = u32;
+}
+
+impl EncoderModel<PRECISION> for OneSymbol {
+    fn left_cumulative_and_probability(
+        &self,
+        symbol: impl std::borrow::Borrow<u32>,
+    ) -> Option<(u32, NonZeroU32)> {
+        (*symbol.borrow() == self.symbol).then_some((self.left, self.probability))
+    }
+}
+
 impl<D: QuantizedCdf + ?Sized> DecoderModel<PRECISION> for CdfModel<'_, D> {
     fn quantile_function(&self, quantile: u32) -> (u32, u32, NonZeroU32) {
-        let x = self.0.quantile(quantile);
-        let left = self.0.cdf(x);
-        let p = self.0.cdf(x + 1).wrapping_sub(left);
+        let (x, left, right) = self.0.quantile_with_bounds(quantile);
+        let p = right.wrapping_sub(left);
         // A distribution that breaks the contract must not panic the decoder: a zero
         // probability is reported as 1, and the final-state check then fails the file.
         (x, left, NonZeroU32::new(p).unwrap_or(NonZeroU32::MIN))
@@ -158,9 +203,11 @@ impl RangeEncoder {
 
     /// Encodes symbol `x` with distribution `d`.
     pub fn encode<D: QuantizedCdf + ?Sized>(&mut self, x: u32, d: &D) -> Result<()> {
-        self.ideal_bits += d.bits(x.min(d.num_symbols().saturating_sub(1)));
+        let model = OneSymbol::of(x, d)
+            .ok_or_else(|| Error::Internal(format!("range coder cannot encode symbol {x}")))?;
+        self.ideal_bits += PRECISION as f64 - (model.probability.get() as f64).log2();
         self.inner
-            .encode_symbol(x, CdfModel(d))
+            .encode_symbol(x, model)
             .map_err(|e| Error::Internal(format!("range coder cannot encode symbol {x}: {e:?}")))
     }
 
