@@ -283,7 +283,7 @@ impl QuantizedCdf for LogisticMixture {
             ((self.mean[heaviest] + (1 << (POS_FRAC - 1))) >> POS_FRAC).clamp(0, 255) as u32;
         let at_start = self.cdf(start);
         // Invariant from here on: cdf(lo) = c_lo ≤ q < c_hi = cdf(hi), lo < hi.
-        let (mut lo, mut c_lo, mut hi, mut c_hi);
+        let (mut lo, mut c_lo, mut hi, mut c_hi): (u32, u32, u32, u32);
         if at_start <= q {
             (lo, c_lo) = (start, at_start);
             let mut step = 1;
@@ -309,16 +309,7 @@ impl QuantizedCdf for LogisticMixture {
                 (hi, c_hi, step) = (next, c, step * 2);
             }
         }
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            let c = self.cdf(mid);
-            if c <= q {
-                (lo, c_lo) = (mid, c);
-            } else {
-                (hi, c_hi) = (mid, c);
-            }
-        }
-        (lo, c_lo, c_hi)
+        super::bisect_bracket(self, q, (lo, c_lo), (hi, c_hi))
     }
 }
 

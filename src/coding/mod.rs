@@ -68,21 +68,29 @@ pub trait QuantizedCdf {
 
 /// The symbol whose interval contains `q`, searched between `lo` and `hi` with
 /// `cdf(lo) <= q < cdf(hi)` (the default quantile bisects the whole table).
-pub(crate) fn bisect_quantile<D: QuantizedCdf + ?Sized>(
+pub(crate) fn bisect_quantile<D: QuantizedCdf + ?Sized>(d: &D, q: u32, lo: u32, hi: u32) -> u32 {
+    // The symbol found does not depend on the bracket's cdf values, only the bounds returned.
+    bisect_bracket(d, q, (lo, 0), (hi, 0)).0
+}
+
+/// Bisects a bracket `(lo, cdf(lo))`, `(hi, cdf(hi))` with `cdf(lo) <= q < cdf(hi)` down to one
+/// symbol: `(x, cdf(x), cdf(x + 1))`, each value of `cdf` read once.
+pub(crate) fn bisect_bracket<D: QuantizedCdf + ?Sized>(
     d: &D,
     q: u32,
-    mut lo: u32,
-    mut hi: u32,
-) -> u32 {
+    (mut lo, mut c_lo): (u32, u32),
+    (mut hi, mut c_hi): (u32, u32),
+) -> (u32, u32, u32) {
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        if d.cdf(mid) <= q {
-            lo = mid;
+        let c = d.cdf(mid);
+        if c <= q {
+            (lo, c_lo) = (mid, c);
         } else {
-            hi = mid;
+            (hi, c_hi) = (mid, c);
         }
     }
-    lo
+    (lo, c_lo, c_hi)
 }
 
 /// Checks the [`QuantizedCdf`] contract over the whole table (for tests and model loading).

@@ -234,6 +234,16 @@ impl VaeFloat {
 mod tests {
     use super::*;
 
+    /// Two random 16x16 RGB images, posterior noise for `tiny`'s latents, all channels weighted.
+    fn random_batch() -> (Tensor, Tensor, Tensor) {
+        let images = (Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 255.0)
+            .round()
+            .to_kind(Kind::Uint8);
+        let uniform = Tensor::rand([2, 2, 2, 2], (Kind::Float, Device::Cpu));
+        let weights = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        (images, uniform, weights)
+    }
+
     fn tiny() -> VaeFloat {
         let arch = crate::testing::tiny_arch();
         let shape = VaeShape {
@@ -253,11 +263,7 @@ mod tests {
     fn a_vae_whose_latent_is_ignored_codes_images_as_its_pixelcnn_does() {
         let vae = tiny();
         vae.bias.perturb_output(0.0);
-        let images = (Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 255.0)
-            .round()
-            .to_kind(Kind::Uint8);
-        let uniform = Tensor::rand([2, 2, 2, 2], (Kind::Float, Device::Cpu));
-        let weights = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        let (images, uniform, weights) = random_batch();
         let terms = vae.cost(&images, &uniform, &weights, Precision::F32);
         let plain = vae
             .pixelcnn
@@ -283,11 +289,7 @@ mod tests {
     #[test]
     fn free_bits_floor_each_channels_rate() {
         let vae = tiny();
-        let images = (Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 255.0)
-            .round()
-            .to_kind(Kind::Uint8);
-        let uniform = Tensor::rand([2, 2, 2, 2], (Kind::Float, Device::Cpu));
-        let weights = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        let (images, uniform, weights) = random_batch();
         let terms = vae.cost(&images, &uniform, &weights, Precision::F32);
         assert_eq!(terms.positions, 4);
         let plain = terms.total(0.5).sum(Kind::Float).double_value(&[]);
@@ -335,11 +337,7 @@ mod tests {
                 }
             }
         });
-        let images = (Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 255.0)
-            .round()
-            .to_kind(Kind::Uint8);
-        let uniform = Tensor::rand([2, 2, 2, 2], (Kind::Float, Device::Cpu));
-        let weights = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        let (images, uniform, weights) = random_batch();
         let loss = vae
             .cost(&images, &uniform, &weights, Precision::F32)
             .total(1.0)
