@@ -6,7 +6,7 @@
 //! or past an edge is followed by its distance from the edge in an Elias-gamma code of uniform
 //! symbols. Every integer therefore has a code, however far an adversarial image pushes it.
 
-use super::{AnsStack, LogisticMixture, QuantizedCdf, TOTAL};
+use super::{AnsStack, Interval, LogisticMixture, QuantizedCdf, TOTAL};
 use crate::error::{Error, Result};
 
 /// Most mixture components of a latent's prior.
@@ -68,10 +68,10 @@ impl LatentPrior {
         LatentPrior::new(&[0], &[mean_q8], &[log_scale_q16])
     }
 
-    /// The window's centre `c` and the distribution over its 256 symbols (symbol `s` stands
-    /// for `c − 128 + s`). The centre is the rounded mean of the first component with the
-    /// largest logit; every component's mean is taken relative to it (SPEC.md, latents).
-    pub fn window(&self) -> (i64, LogisticMixture) {
+    /// The window this prior codes its latent in (SPEC.md, latents): its centre, the rounded
+    /// mean of the first component with the largest logit, and every component's mean taken
+    /// relative to it.
+    pub fn window(&self) -> LatentWindow {
         let k = self.k;
         let first_largest = (0..k).fold(0, |b, j| {
             if self.logits[j] > self.logits[b] {
@@ -89,8 +89,18 @@ impl LatentPrior {
         });
         let mixture =
             LogisticMixture::from_params(&self.logits[..k], &rel[..k], &self.log_scales_q16[..k]);
-        (c, mixture)
+        LatentWindow { centre: c, mixture }
     }
+}
+
+/// A latent's prior turned into what the coder reads: 256 symbols around `centre` (symbol `s`
+/// stands for `centre − 128 + s`) with their fixed-point distribution. Building it is most of a
+/// latent's cost, and it needs nothing from the stack, so coders may build windows ahead of
+/// time and on other threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatentWindow {
+    pub centre: i64,
+    pub mixture: LogisticMixture,
 }
 
 /// The symbols that code `v` under `prior`, in the order a decoder pops them: the window
@@ -120,30 +130,58 @@ fn symbols(v: i64, c: i64) -> ([(u32, u32); 4], usize) {
     (out, 4)
 }
 
-/// Pushes latent `v` (its magnitude below 2^30) with `prior`.
-pub fn push_latent(stack: &mut AnsStack, v: i64, prior: LatentPrior) -> Result<()> {
-    let (c, mixture) = prior.window();
-    let (syms, n) = symbols(v, c);
-    if (v - c).abs() >= 1 << 30 {
-        return Err(Error::Internal(format!(
-            "latent {v} too far from its window"
-        )));
-    }
-    // Pushed last-to-first, so the decoder pops the window symbol first.
-    for &(x, size) in syms[..n].iter().rev() {
-        if size == 0 {
-            stack.push(x, &mixture)?;
-        } else {
-            stack.push(x, &Uniform(size))?;
-        }
-    }
-    Ok(())
+/// A latent's symbols as intervals, in the order a decoder pops them, with their ideal bits:
+/// everything about pushing a latent that does not touch the stack, so an encoder can build
+/// codes on other threads and push them on the stack's own.
+#[derive(Clone, Copy, Debug)]
+pub struct LatentCode {
+    intervals: [Interval; 4],
+    len: usize,
+    /// The ideal code length in bits (for reports): the window symbol's `24 − log2(p)`, each
+    /// uniform symbol's `log2(alphabet)`.
+    pub bits: f64,
 }
 
-/// Pops a latent coded by [`push_latent`] with the same `prior`.
-pub fn pop_latent(stack: &mut AnsStack, prior: LatentPrior) -> Result<i64> {
-    let (c, mixture) = prior.window();
-    let s = stack.pop(&mixture)? as i64;
+impl LatentCode {
+    /// The code of latent `v` (at most 2^30 from the window's centre) in `window`.
+    pub fn new(v: i64, window: &LatentWindow) -> Result<LatentCode> {
+        if (v - window.centre).abs() >= 1 << 30 {
+            return Err(Error::Internal(format!(
+                "latent {v} too far from its window"
+            )));
+        }
+        let (syms, len) = symbols(v, window.centre);
+        let mut intervals = [Interval::of(syms[0].0, &window.mixture)?; 4];
+        let mut bits = intervals[0].bits();
+        for (slot, &(x, size)) in intervals[1..len].iter_mut().zip(&syms[1..len]) {
+            *slot = Interval::of(x, &Uniform(size))?;
+            bits += (size as f64).log2();
+        }
+        Ok(LatentCode {
+            intervals,
+            len,
+            bits,
+        })
+    }
+
+    /// Pushes the code, last symbol first, so the decoder pops the window symbol first.
+    pub fn push(&self, stack: &mut AnsStack) -> Result<()> {
+        for interval in self.intervals[..self.len].iter().rev() {
+            stack.push_interval(interval)?;
+        }
+        Ok(())
+    }
+}
+
+/// Pushes latent `v` (at most 2^30 from the window's centre) in `window`.
+pub fn push_latent(stack: &mut AnsStack, v: i64, window: &LatentWindow) -> Result<()> {
+    LatentCode::new(v, window)?.push(stack)
+}
+
+/// Pops a latent coded by [`push_latent`] in the same `window`.
+pub fn pop_latent(stack: &mut AnsStack, window: &LatentWindow) -> Result<i64> {
+    let c = window.centre;
+    let s = stack.pop(&window.mixture)? as i64;
     if s != 0 && s != 255 {
         return Ok(c - 128 + s);
     }
@@ -165,20 +203,10 @@ pub fn pop_latent(stack: &mut AnsStack, prior: LatentPrior) -> Result<i64> {
     Ok(if s == 0 { c - 128 - e } else { c + 127 + e })
 }
 
-/// The ideal code length of `v` under `prior` in bits (for reports).
-pub fn latent_bits(v: i64, prior: LatentPrior) -> f64 {
-    let (c, mixture) = prior.window();
-    let (syms, n) = symbols(v, c);
-    syms[..n]
-        .iter()
-        .map(|&(x, size)| {
-            if size == 0 {
-                mixture.bits(x)
-            } else {
-                (size as f64).log2()
-            }
-        })
-        .sum()
+/// The ideal code length of `v` in `window` in bits (for reports; infinite for a latent that
+/// has no code).
+pub fn latent_bits(v: i64, window: &LatentWindow) -> f64 {
+    LatentCode::new(v, window).map_or(f64::INFINITY, |code| code.bits)
 }
 
 #[cfg(test)]
@@ -202,7 +230,7 @@ mod tests {
                 .collect();
             let m = LatentPrior::new(&p[..k], &p[k..2 * k], &p[2 * k..])
                 .window()
-                .1;
+                .mixture;
             for q in (0..TOTAL).step_by(9973).chain([0, 1, TOTAL - 1]) {
                 // The mixture's galloping search against a bisection of all 256 symbols.
                 assert_eq!(
@@ -240,7 +268,7 @@ mod tests {
                 })
                 .collect();
             let prior = LatentPrior::new(&params[..k], &params[k..2 * k], &params[2 * k..]);
-            let c = prior.window().0;
+            let c = prior.window().centre;
             let v = match rng.gen_range(0..4) {
                 0 => c + rng.gen_range(-130..130),
                 1 => c + rng.gen_range(-70_000..70_000),
@@ -251,21 +279,21 @@ mod tests {
         }
         let mut stack = AnsStack::new();
         for &(v, p) in &cases {
-            push_latent(&mut stack, v, p).unwrap();
+            push_latent(&mut stack, v, &p.window()).unwrap();
         }
         let bytes = stack.into_bytes();
         let mut stack = AnsStack::from_bytes(&bytes).unwrap();
         for &(v, p) in cases.iter().rev() {
-            assert_eq!(pop_latent(&mut stack, p).unwrap(), v, "{p:?}");
+            assert_eq!(pop_latent(&mut stack, &p.window()).unwrap(), v, "{p:?}");
         }
         assert!(stack.is_empty());
     }
 
     #[test]
     fn an_escape_costs_its_length_code() {
-        let prior = LatentPrior::single(0, 0);
-        let inside = latent_bits(3, prior);
-        let far = latent_bits(10_000, prior);
+        let window = LatentPrior::single(0, 0).window();
+        let inside = latent_bits(3, &window);
+        let far = latent_bits(10_000, &window);
         assert!(inside < 8.0 && far > 5.0 + 13.0, "{inside} {far}");
     }
 }

@@ -138,36 +138,45 @@ impl<D: QuantizedCdf + ?Sized> EncoderModel<PRECISION> for CdfModel<'_, D> {
     }
 }
 
-/// One symbol's interval, read once from a [`QuantizedCdf`]: the encoder's model when it also
-/// needs the probability for its own bookkeeping.
-struct OneSymbol {
+/// One symbol's interval, read once from a [`QuantizedCdf`]: what an encoder pushes. Building
+/// it reads the distribution; pushing it reads nothing else, so intervals can be built ahead
+/// of time and on other threads than the coder's, and give the symbol's ideal bits for free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interval {
     symbol: u32,
     left: u32,
     probability: NonZeroU32,
 }
 
-impl OneSymbol {
-    /// `None` if `x` is not a symbol of `d` or has no probability (a broken distribution).
-    fn of<D: QuantizedCdf + ?Sized>(x: u32, d: &D) -> Option<OneSymbol> {
+impl Interval {
+    /// Symbol `x`'s interval under `d`; an error if `x` is not a symbol of `d` or has no
+    /// probability (a broken distribution).
+    pub fn of<D: QuantizedCdf + ?Sized>(x: u32, d: &D) -> Result<Interval> {
+        let broken = || Error::Internal(format!("symbol {x} has no interval to code"));
         if x >= d.num_symbols() {
-            return None;
+            return Err(broken());
         }
         let left = d.cdf(x);
-        let probability = NonZeroU32::new(d.cdf(x + 1).wrapping_sub(left))?;
-        Some(OneSymbol {
+        let probability = NonZeroU32::new(d.cdf(x + 1).wrapping_sub(left)).ok_or_else(broken)?;
+        Ok(Interval {
             symbol: x,
             left,
             probability,
         })
     }
+
+    /// The symbol's ideal code length, `24 − log2(probability)` bits.
+    pub fn bits(&self) -> f64 {
+        PRECISION as f64 - (self.probability.get() as f64).log2()
+    }
 }
 
-impl EntropyModel<PRECISION> for OneSymbol {
+impl EntropyModel<PRECISION> for Interval {
     type Symbol = u32;
     type Probability = u32;
 }
 
-impl EncoderModel<PRECISION> for OneSymbol {
+impl EncoderModel<PRECISION> for Interval {
     fn left_cumulative_and_probability(
         &self,
         symbol: impl std::borrow::Borrow<u32>,
@@ -211,9 +220,8 @@ impl RangeEncoder {
 
     /// Encodes symbol `x` with distribution `d`.
     pub fn encode<D: QuantizedCdf + ?Sized>(&mut self, x: u32, d: &D) -> Result<()> {
-        let model = OneSymbol::of(x, d)
-            .ok_or_else(|| Error::Internal(format!("range coder cannot encode symbol {x}")))?;
-        self.ideal_bits += PRECISION as f64 - (model.probability.get() as f64).log2();
+        let model = Interval::of(x, d)?;
+        self.ideal_bits += model.bits();
         self.inner
             .encode_symbol(x, model)
             .map_err(|e| Error::Internal(format!("range coder cannot encode symbol {x}: {e:?}")))
@@ -331,6 +339,14 @@ impl AnsStack {
     pub fn push<D: QuantizedCdf + ?Sized>(&mut self, x: u32, d: &D) -> Result<()> {
         self.inner
             .encode_symbol(x, CdfModel(d))
+            .map_err(|e| Error::Internal(format!("ANS coder cannot encode symbol {x}: {e:?}")))
+    }
+
+    /// Pushes a symbol's interval (as [`AnsStack::push`] of its symbol and distribution).
+    pub fn push_interval(&mut self, interval: &Interval) -> Result<()> {
+        let x = interval.symbol;
+        self.inner
+            .encode_symbol(x, *interval)
             .map_err(|e| Error::Internal(format!("ANS coder cannot encode symbol {x}: {e:?}")))
     }
 

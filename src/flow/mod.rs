@@ -21,13 +21,15 @@ pub mod transform;
 
 pub use model::{Engine, FlowMeta, FlowModel};
 
-use crate::coding::latent::{latent_bits, pop_latent, push_latent};
+use crate::coding::latent::{latent_bits, pop_latent, LatentCode, LatentWindow};
 use crate::coding::AnsStack;
 use crate::error::{Error, Result};
 use crate::family::{DecodeControl, FamilyModel, FamilyPayload};
 use crate::format::{CodecFamily, Header, ModelId};
 use crate::image::{ChannelLayout, Image};
 use crate::model_file::ModelFile;
+use rayon::prelude::*;
+use std::ops::Range;
 use transform::{conditions, Chw, Condition, Latents, PlaneFlow, PriorGrid};
 
 /// Largest magnitude of a latent a decoder accepts: an encoder's latents stay below
@@ -146,7 +148,6 @@ impl FlowModel {
     pub fn encode_payload(&self, image: &Image) -> Result<FamilyPayload> {
         // Unlike the decoder, the encoder has every plane from the start: the groups' flows
         // run in parallel (a small image's convolutions are too small to split).
-        use rayon::prelude::*;
         let (planes, (w2, h2)) = self.extended_planes(image)?;
         let zeros = vec![0u8; w2 * h2];
         let per_group: Vec<Vec<Latents>> = self
@@ -216,7 +217,7 @@ impl FlowModel {
                     .map(|l| {
                         let values = l.values.data.iter().enumerate();
                         values
-                            .map(|(i, &v)| latent_bits(v as i64, l.priors.at(i)))
+                            .map(|(i, &v)| latent_bits(v as i64, &l.priors.at(i).window()))
                             .sum()
                     })
                     .collect(),
@@ -317,18 +318,63 @@ fn decode_group(stack: &mut AnsStack, g: &PlaneGroup<'_>, conds: &[Condition]) -
         conditions: conds,
     };
     flow.inverse(|priors: &PriorGrid| {
-        (0..priors.len())
-            .map(|i| {
-                let v = pop_latent(stack, priors.at(i))?;
-                if v.abs() > LATENT_LIMIT {
-                    return Err(Error::CorruptPayload(format!(
-                        "a latent of {v}, beyond what any flow of this model produces"
-                    )));
+        let mut values = Vec::with_capacity(priors.len());
+        pipelined(
+            chunks_of(0..priors.len(), CHUNK),
+            |range| priors.windows(range),
+            |_, windows: Vec<LatentWindow>| {
+                for window in &windows {
+                    let v = pop_latent(stack, window)?;
+                    if v.abs() > LATENT_LIMIT {
+                        return Err(Error::CorruptPayload(format!(
+                            "a latent of {v}, beyond what any flow of this model produces"
+                        )));
+                    }
+                    values.push(v as i32);
                 }
-                Ok(v as i32)
-            })
-            .collect()
+                Ok(())
+            },
+        )?;
+        Ok(values)
     })
+}
+
+/// Latents per chunk of [`pipelined`]: a few hundred microseconds of popping, so that handing
+/// chunks between threads costs little, and small enough that a 32x32 image's levels still
+/// overlap.
+const CHUNK: usize = 1024;
+
+/// Latents per chunk the encoder pushes: its codes are built in parallel, in [`CHUNK`]s.
+const PUSH_CHUNK: usize = 16 * CHUNK;
+
+/// `range` in chunks of `size`.
+fn chunks_of(range: Range<usize>, size: usize) -> Vec<Range<usize>> {
+    let (start, end) = (range.start, range.end);
+    (start..end)
+        .step_by(size)
+        .map(|c| c..(c + size).min(end))
+        .collect()
+}
+
+/// Runs `consume` on each chunk in turn with what `prepare` built for it, preparing the next
+/// chunk on another thread meanwhile. The stack's pushes and pops are serial by nature; the
+/// latents' windows (most of a latent's cost) are not, so a second core builds them one chunk
+/// ahead. Stops at the first error.
+fn pipelined<T: Send>(
+    chunks: Vec<Range<usize>>,
+    prepare: impl Fn(Range<usize>) -> Vec<T> + Sync,
+    mut consume: impl FnMut(Range<usize>, Vec<T>) -> Result<()> + Send,
+) -> Result<()> {
+    let mut ready = chunks.first().map(|r| prepare(r.clone()));
+    for (i, range) in chunks.iter().enumerate() {
+        let Some(current) = ready.take() else { break };
+        let next = chunks.get(i + 1).cloned();
+        let (prepared, consumed) =
+            rayon::join(|| next.map(&prepare), || consume(range.clone(), current));
+        consumed?;
+        ready = prepared;
+    }
+    Ok(())
 }
 
 /// An image's planes extended to multiples of `2^L`, and their size `(w', h')`.
@@ -341,11 +387,30 @@ fn push_all(per_group: &[Vec<Latents>]) -> Result<FamilyPayload> {
     let mut bits = 0.0;
     for levels in per_group.iter().rev() {
         for latents in levels {
-            for (i, &v) in latents.values.data.iter().enumerate().rev() {
-                let prior = latents.priors.at(i);
-                push_latent(&mut stack, v as i64, prior)?;
-                bits += latent_bits(v as i64, prior);
-            }
+            let values = &latents.values.data;
+            // The codes (windows, intervals, ideal bits: nearly all the work) are built a
+            // chunk ahead by every core; this thread only pushes.
+            let codes = |range: Range<usize>| {
+                chunks_of(range, CHUNK)
+                    .into_par_iter()
+                    .flat_map_iter(|range| {
+                        let windows = latents.priors.windows(range.clone());
+                        let values = range.map(|i| values[i] as i64);
+                        let codes = values.zip(&windows).map(|(v, w)| LatentCode::new(v, w));
+                        codes.collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let mut reversed = chunks_of(0..values.len(), PUSH_CHUNK);
+            reversed.reverse();
+            pipelined(reversed, codes, |_, codes| {
+                for code in codes.into_iter().rev() {
+                    let code = code?;
+                    code.push(&mut stack)?;
+                    bits += code.bits;
+                }
+                Ok(())
+            })?;
         }
     }
     Ok(FamilyPayload {

@@ -334,6 +334,73 @@ impl FlowNet {
         scratch: &mut NetScratch,
         out: &mut [i32],
     ) {
+        if self.run_constant(engine, role, input, size, scratch, out) {
+            return;
+        }
+        self.run_grid(engine, role, input, size, scratch, out);
+    }
+
+    /// [`FlowNet::run`] for an input that is the same vector at every position (a top prior
+    /// on a zero condition): the outputs then differ only by how near a position is to the
+    /// grid's edges, where the zero padding enters. Two 3×3 layers see two positions in from
+    /// each edge, so the network on a grid of at most 5×5 gives every output: position `y` of
+    /// `h` takes the small grid's row `y` within two of the top, `hs − (h − y)` within two of
+    /// the bottom, and the middle row 2 elsewhere (likewise columns). Exact by construction:
+    /// each small-grid position sees the same windows of the same values as the positions it
+    /// stands for. Returns `false`, doing nothing, when the shortcut does not apply.
+    fn run_constant(
+        &self,
+        engine: Engine,
+        role: usize,
+        input: &[u8],
+        (h, w): (usize, usize),
+        scratch: &mut NetScratch,
+        out: &mut [i32],
+    ) -> bool {
+        const EDGE: usize = 2;
+        const SMALL: usize = 2 * EDGE + 1;
+        let vector = input.len() / (h * w).max(1);
+        if (h <= SMALL && w <= SMALL) || vector == 0 {
+            return false;
+        }
+        let first = &input[..vector];
+        if input.chunks_exact(vector).any(|v| v != first) {
+            return false;
+        }
+        let (hs, ws) = (h.min(SMALL), w.min(SMALL));
+        let small_input = first.repeat(hs * ws);
+        let o = self.outputs();
+        let mut small = vec![0i32; hs * ws * o];
+        self.run_grid(engine, role, &small_input, (hs, ws), scratch, &mut small);
+        let map = |v: usize, n: usize, ns: usize| {
+            if v < EDGE {
+                v
+            } else if v + EDGE >= n {
+                ns - (n - v)
+            } else {
+                EDGE
+            }
+        };
+        for y in 0..h {
+            let ys = map(y, h, hs);
+            for x in 0..w {
+                let at = (ys * ws + map(x, w, ws)) * o;
+                out[(y * w + x) * o..(y * w + x + 1) * o].copy_from_slice(&small[at..at + o]);
+            }
+        }
+        true
+    }
+
+    /// [`FlowNet::run`], every position computed.
+    fn run_grid(
+        &self,
+        engine: Engine,
+        role: usize,
+        input: &[u8],
+        size: (usize, usize),
+        scratch: &mut NetScratch,
+        out: &mut [i32],
+    ) {
         let n = size.0 * size.1 * self.hidden();
         scratch.a.resize(n, 0);
         scratch.b.resize(n, 0);
@@ -354,27 +421,17 @@ pub enum Engine {
     Kernel(Kernel),
 }
 
-/// `layer` with `add[o]` added to each bias, checked like a loaded layer.
+/// `layer` with `add[o]` added to each bias. The caller has checked the accumulator bound
+/// with the added biases (SPEC.md), so the sum stays a valid layer; only the biases change
+/// (a copy of the packed weights, not a repacking).
 fn with_added_bias(layer: &U8Linear, add: &[i32]) -> Result<U8Linear> {
-    let weight: Vec<i32> = (0..layer.outputs()).flat_map(|o| layer.row(o)).collect();
-    let bias = layer
-        .bias
-        .iter()
-        .zip(add)
-        .map(|(&b, &a)| {
-            b.checked_add(a)
-                .ok_or_else(|| Error::InvalidModel("a role bias overflows".into()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    U8Linear::new(
-        layer.inputs(),
-        layer.weight_bits(),
-        &weight,
-        bias,
-        layer.mult.clone(),
-        layer.shift.clone(),
-        (layer.lo, layer.hi),
-    )
+    let mut out = layer.clone();
+    for (b, &a) in out.bias.iter_mut().zip(add) {
+        *b = b
+            .checked_add(a)
+            .ok_or_else(|| Error::InvalidModel("a role bias overflows".into()))?;
+    }
+    Ok(out)
 }
 
 /// The networks `meta` lists ([`FlowMeta::networks`]), read in order.
@@ -495,5 +552,63 @@ impl FlowModel {
 
     fn level_start(&self, level: usize) -> usize {
         (level - 1) * (self.meta.couplings + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intnet::int8::Kernel;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The constant-input shortcut against every position computed, on grids from 1x1 up,
+    /// zero and random input vectors, the definition and every kernel.
+    #[test]
+    fn a_constant_input_gives_what_every_position_computed_gives() {
+        let model = crate::testing::random_flow_mixture(2, 1, 7, 2, 8.0, 3);
+        let mut rng = StdRng::seed_from_u64(4);
+        let engines = std::iter::once(Engine::Reference)
+            .chain(Kernel::available().into_iter().map(Engine::Kernel));
+        let mut shortcuts = 0;
+        for engine in engines {
+            for net in [model.prior(2), model.couplings(1).first().unwrap()] {
+                let inputs = net.first[0].channels;
+                for (h, w) in (1..=8)
+                    .flat_map(|h| (1..=8).map(move |w| (h, w)))
+                    .chain([(13, 6)])
+                {
+                    let vector: Vec<u8> = match rng.gen_range(0..3) {
+                        0 => vec![0; inputs],
+                        _ => (0..inputs).map(|_| rng.gen()).collect(),
+                    };
+                    let input = vector.repeat(h * w);
+                    let mut fast = vec![0; h * w * net.outputs()];
+                    let mut full = vec![1; h * w * net.outputs()];
+                    let mut scratch = NetScratch::default();
+                    let role = rng.gen_range(0..ROLES);
+                    if net.run_constant(engine, role, &input, (h, w), &mut scratch, &mut fast) {
+                        shortcuts += 1;
+                    } else {
+                        net.run(engine, role, &input, (h, w), &mut scratch, &mut fast);
+                    }
+                    net.run_grid(engine, role, &input, (h, w), &mut scratch, &mut full);
+                    assert_eq!(fast, full, "{engine:?} {h}x{w}");
+                }
+            }
+        }
+        assert!(shortcuts > 40, "the shortcut ran {shortcuts} times");
+    }
+
+    #[test]
+    fn an_input_that_varies_is_computed_at_every_position() {
+        let model = crate::testing::random_flow(1, 1, 5, 8.0, 1);
+        let net = model.prior(1);
+        let inputs = net.first[0].channels;
+        let mut input = vec![0u8; 7 * 7 * inputs];
+        input[3 * 7 * inputs + 3 * inputs] = 1; // one byte of the centre position
+        let mut out = vec![0; 7 * 7 * net.outputs()];
+        let mut scratch = NetScratch::default();
+        assert!(!net.run_constant(Engine::Reference, 0, &input, (7, 7), &mut scratch, &mut out));
     }
 }

@@ -5,7 +5,7 @@
 //! bytes, positions first (`[h][w][channels]`), which is what the convolutions read.
 
 use super::model::{FlowModel, FlowNet, NetScratch, COND_CHANNELS};
-use crate::coding::latent::LatentPrior;
+use crate::coding::latent::{LatentPrior, LatentWindow};
 
 /// `channels × height × width` integers, channel-major.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,7 +216,30 @@ impl PriorGrid {
     /// The prior of the `index`-th latent in coding order.
     pub fn at(&self, index: usize) -> LatentPrior {
         let n = self.positions();
-        let (j, p) = (index / n, index % n);
+        self.at_position(index / n, index % n)
+    }
+
+    /// The windows of the latents `range` (in coding order), as [`PriorGrid::at`] gives their
+    /// priors, walking channel and position without a division per latent.
+    pub fn windows(&self, range: std::ops::Range<usize>) -> Vec<LatentWindow> {
+        let n = self.positions();
+        if n == 0 {
+            return Vec::new();
+        }
+        let (mut j, mut p) = (range.start / n, range.start % n);
+        let mut out = Vec::with_capacity(range.len());
+        for _ in range {
+            out.push(self.at_position(j, p).window());
+            p += 1;
+            if p == n {
+                (j, p) = (j + 1, 0);
+            }
+        }
+        out
+    }
+
+    /// The prior of latent channel `j` at position `p`.
+    fn at_position(&self, j: usize, p: usize) -> LatentPrior {
         let (k, m) = (self.k, self.m);
         let row = &self.out[p * 3 * k * m..(p + 1) * 3 * k * m];
         let part = |part: usize| -> [i32; crate::coding::latent::MAX_LATENT_COMPONENTS] {
