@@ -204,11 +204,15 @@ pub fn is_supported(family: CodecFamily) -> bool {
 /// (written by a newer llif, or a family left out of this build) is
 /// [`Error::UnsupportedFamily`], not an invalid model.
 pub fn parse_model(bytes: &[u8]) -> Result<crate::Model> {
-    let file = ModelFile::parse(bytes)?;
+    parse_model_file(&ModelFile::parse(bytes)?)
+}
+
+/// [`parse_model`] of a model file already split into its parts.
+pub fn parse_model_file(file: &ModelFile<'_>) -> Result<crate::Model> {
     FAMILIES
         .iter()
         .find(|e| e.family.name() == file.family)
-        .map(|e| (e.parse)(&file))
+        .map(|e| (e.parse)(file))
         .unwrap_or_else(|| Err(Error::UnsupportedFamily(format!("{:?}", file.family))))
 }
 

@@ -48,6 +48,12 @@ struct CommonMeta<'a> {
 impl<'a> ModelFile<'a> {
     /// Splits a model file into metadata and body, checking the magic and the lengths.
     pub fn parse(bytes: &'a [u8]) -> Result<ModelFile<'a>> {
+        ModelFile::parse_with_id(bytes, ModelId::of_bytes(bytes))
+    }
+
+    /// [`ModelFile::parse`] of a file whose id is known (a built-in model's, checked against
+    /// its hash by the tests), without hashing it again.
+    pub fn parse_with_id(bytes: &'a [u8], id: ModelId) -> Result<ModelFile<'a>> {
         let rest = bytes
             .strip_prefix(MODEL_MAGIC)
             .ok_or_else(|| Error::InvalidModel("not an llif model file".into()))?;
@@ -64,7 +70,7 @@ impl<'a> ModelFile<'a> {
         let common: CommonMeta<'a> = serde_json::from_slice(meta_json)
             .map_err(|e| Error::InvalidModel(format!("model metadata: {e}")))?;
         Ok(ModelFile {
-            id: ModelId::of_bytes(bytes),
+            id,
             family: common.family,
             meta_json,
             body,

@@ -112,6 +112,19 @@ fn unknown_model_is_a_typed_error() {
     assert!(matches!(err, llif::Error::UnknownModel(_)), "{err}");
 }
 
+/// The ids written beside the built-in models (so a decoder finds its model without hashing)
+/// are the ids of their files.
+#[test]
+fn builtin_model_ids_are_their_files_hashes() {
+    for b in llif::codec::BUILTIN_MODELS {
+        assert_eq!(b.id, llif::ModelId::of_bytes(b.file), "{}", b.name);
+    }
+    for (name, model) in ModelSet::builtin().iter() {
+        let b = llif::codec::BUILTIN_MODELS.iter().find(|b| b.name == name);
+        assert_eq!(model.id(), b.map(|b| b.id), "{name}");
+    }
+}
+
 #[test]
 fn every_builtin_model_is_valid_and_round_trips() {
     let models = ModelSet::builtin();
@@ -204,7 +217,10 @@ fn family_names_find_the_best_builtin_model() {
     assert_eq!(best.family(), CodecFamily::PixelCnn);
     assert_eq!(best.name(), llif::codec::BUILTIN_MODELS[0].name);
     assert_eq!(best.id(), models.find("default").unwrap().id());
-    assert!(models.find("flow").is_none(), "no flow model ships yet");
+    let flow = models.find("flow").unwrap();
+    assert_eq!(flow.family(), CodecFamily::Flow);
+    assert_eq!(flow.name(), "flow-joint-l3k8h64c3-v1");
+    assert!(models.find("vae").is_none(), "no VAE model ships yet");
     assert_eq!(models.find("stored").unwrap().family(), CodecFamily::Stored);
 }
 

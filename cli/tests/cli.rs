@@ -93,9 +93,22 @@ fn model_by_family_name_codes_with_the_default_pixelcnn() {
 fn a_family_without_a_shipped_model_is_unsupported() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_png(dir.path(), "a.png");
-    let o = llif(&["compress", path(&input), "--model", "flow"]);
+    let o = llif(&["compress", path(&input), "--model", "vae"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains("ships no flow model"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ships no vae model"), "{}", stderr(&o));
+}
+
+/// `--model flow` picks the shipped flow, and its file round-trips through the program.
+#[test]
+fn the_flow_family_round_trips_with_its_shipped_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_png(dir.path(), "a.png");
+    let expected = image::open(&input).unwrap().to_rgba8();
+    let size = round_trip(dir.path(), &input, &expected, &["--model", "flow"]);
+    let info = llif(&["info", path(&dir.path().join("rt.llif"))]);
+    let text = String::from_utf8_lossy(&info.stdout).into_owned();
+    assert!(text.contains("flow codec"), "{text}");
+    assert!(size < 32 * 32 * 3, "a smooth picture should compress");
 }
 
 /// The palette picture that used to cost 8.2 bits a sample now costs at most the stored size

@@ -155,11 +155,7 @@ impl FlowModel {
             .par_iter()
             .map(|g| {
                 let conds = group_conditions(g, &planes, &zeros, (w2, h2));
-                let flow = PlaneFlow {
-                    model: g.flow,
-                    role: g.role,
-                    conditions: &conds,
-                };
+                let flow = PlaneFlow::new(g.flow, g.role, &conds);
                 flow.forward(&group_planes(g, &planes), h2, w2)
             })
             .collect();
@@ -205,11 +201,7 @@ impl FlowModel {
     pub fn bits_by_group_and_level(&self, image: &Image) -> Result<Vec<Vec<f64>>> {
         let mut out = Vec::new();
         self.encode_with(image, |g, planes, conds, (w2, h2)| {
-            let flow = PlaneFlow {
-                model: g.flow,
-                role: g.role,
-                conditions: conds,
-            };
+            let flow = PlaneFlow::new(g.flow, g.role, conds);
             let levels = flow.forward(planes, h2, w2);
             out.push(
                 levels
@@ -312,11 +304,7 @@ fn group_planes<'a>(g: &PlaneGroup<'_>, planes: &'a [Vec<u8>]) -> Vec<&'a [u8]> 
 
 /// Pops a group's latents level by level and runs its flow backwards.
 fn decode_group(stack: &mut AnsStack, g: &PlaneGroup<'_>, conds: &[Condition]) -> Result<Chw> {
-    let flow = PlaneFlow {
-        model: g.flow,
-        role: g.role,
-        conditions: conds,
-    };
+    let flow = PlaneFlow::new(g.flow, g.role, conds);
     flow.inverse(|priors: &PriorGrid| {
         let mut values = Vec::with_capacity(priors.len());
         pipelined(

@@ -4,6 +4,8 @@
 //! Tensors are [`Chw`]: `i32` values, channels first. Network inputs are built from them as
 //! bytes, positions first (`[h][w][channels]`), which is what the convolutions read.
 
+use std::cell::RefCell;
+
 use super::model::{FlowModel, FlowNet, NetScratch, COND_CHANNELS};
 use crate::coding::latent::{LatentPrior, LatentWindow};
 
@@ -184,6 +186,10 @@ pub struct PlaneFlow<'a> {
     pub model: &'a FlowModel,
     pub role: usize,
     pub conditions: &'a [Condition],
+    /// The networks' hidden byte grids, reused from one network to the next (megabytes at
+    /// level 1 of a photograph: allocating and zeroing them for each of the dozens of networks
+    /// was serial work on the decoder's critical path).
+    scratch: RefCell<NetScratch>,
 }
 
 /// The priors of one level's latents as the prior network gave them: `[h·w][3·k·m]` outputs,
@@ -240,19 +246,15 @@ impl PriorGrid {
 
     /// The prior of latent channel `j` at position `p`.
     fn at_position(&self, j: usize, p: usize) -> LatentPrior {
+        const MAX: usize = crate::coding::latent::MAX_LATENT_COMPONENTS;
         let (k, m) = (self.k, self.m);
-        let row = &self.out[p * 3 * k * m..(p + 1) * 3 * k * m];
-        let part = |part: usize| -> [i32; crate::coding::latent::MAX_LATENT_COMPONENTS] {
-            std::array::from_fn(|i| {
-                if i < k {
-                    row[(part * k + i) * m + j]
-                } else {
-                    0
-                }
-            })
-        };
-        let (l, mu, s) = (part(0), part(1), part(2));
-        LatentPrior::new(&l[..k], &mu[..k], &s[..k])
+        // Output (part·k + i)·m + j of the position's row: every m-th value from j on.
+        let row = &self.out[p * 3 * k * m + j..(p + 1) * 3 * k * m];
+        let mut parts = [0i32; 3 * MAX];
+        for (v, &x) in parts.iter_mut().zip(row.iter().step_by(m)).take(3 * k) {
+            *v = x;
+        }
+        LatentPrior::new(&parts[..k], &parts[k..2 * k], &parts[2 * k..3 * k])
     }
 }
 
@@ -262,16 +264,24 @@ pub struct Latents {
     pub priors: PriorGrid,
 }
 
-impl PlaneFlow<'_> {
+impl<'a> PlaneFlow<'a> {
+    pub fn new(model: &'a FlowModel, role: usize, conditions: &'a [Condition]) -> PlaneFlow<'a> {
+        PlaneFlow {
+            model,
+            role,
+            conditions,
+            scratch: RefCell::new(NetScratch::default()),
+        }
+    }
+
     fn run(&self, net: &FlowNet, input: &[u8], cond: &Condition) -> Vec<i32> {
         let mut out = vec![0i32; cond.h * cond.w * net.outputs()];
-        let mut scratch = NetScratch::default();
         net.run(
             self.model.engine,
             self.role,
             input,
             (cond.h, cond.w),
-            &mut scratch,
+            &mut self.scratch.borrow_mut(),
             &mut out,
         );
         out

@@ -168,8 +168,9 @@ impl U8Conv {
     }
 
     /// The engine: the same integers as [`U8Conv::forward_reference`], with `kernel`, bands
-    /// of rows in parallel when there is enough work. Byte outputs require a layer that clamps
-    /// into `0..=255` (a caller's model checks it at load).
+    /// of rows in parallel when there is enough work, and up to [`GROUP`] positions per kernel
+    /// call (the kernels load each weight once for all of them). Byte outputs require a layer
+    /// that clamps into `0..=255` (a caller's model checks it at load).
     pub fn forward(&self, kernel: Kernel, input: &[u8], size: (usize, usize), out: ConvOut<'_>) {
         let o = self.outputs();
         let rows_per_band = self.rows_per_band(size.1);
@@ -180,15 +181,15 @@ impl U8Conv {
                 b.par_chunks_mut(band_len)
                     .enumerate()
                     .for_each(|(band, chunk)| {
-                        self.band(input, size, band * rows_per_band, |x, acc, row| {
-                            let rows = 0..o;
-                            self.layer.forward_u8(
-                                kernel,
-                                row,
-                                rows,
-                                acc,
-                                &mut chunk[x * o..x * o + o],
-                            );
+                        let mut acc = vec![0i32; GROUP * o];
+                        let mut accs: Few<&mut [i32]> = acc.chunks_exact_mut(o).collect();
+                        self.band(input, size, band * rows_per_band, |at, rows| {
+                            let n = rows.len();
+                            let mut ys: Few<&mut [u8]> =
+                                chunk[at * o..(at + n) * o].chunks_exact_mut(o).collect();
+                            let accs = &mut accs[..n];
+                            self.layer
+                                .forward_u8_multi(kernel, rows, 0..o, accs, &mut ys);
                         });
                     });
             }
@@ -197,9 +198,11 @@ impl U8Conv {
                 w.par_chunks_mut(band_len)
                     .enumerate()
                     .for_each(|(band, chunk)| {
-                        self.band(input, size, band * rows_per_band, |x, _, row| {
-                            self.layer
-                                .forward_i32(kernel, row, 0..o, &mut chunk[x * o..x * o + o]);
+                        self.band(input, size, band * rows_per_band, |at, rows| {
+                            let n = rows.len();
+                            let mut ys: Few<&mut [i32]> =
+                                chunk[at * o..(at + n) * o].chunks_exact_mut(o).collect();
+                            self.layer.forward_i32_multi(kernel, rows, 0..o, &mut ys);
                         });
                     });
             }
@@ -211,36 +214,48 @@ impl U8Conv {
         MIN_POSITIONS_PER_BAND.div_ceil(width.max(1)).max(1)
     }
 
-    /// Runs `emit(position index within the band, scratch accumulators, gathered row)` for
-    /// every position of the band of rows starting at `first_row` (as many rows as the band's
-    /// output chunk holds; `emit` knows the chunk).
+    /// Runs `emit(index within the band of the group's first position, the group's gathered
+    /// rows)` for the positions of the band of rows starting at `first_row` (as many rows as
+    /// the band's output chunk holds; `emit` knows the chunk), in raster order, in groups of up
+    /// to [`GROUP`] consecutive positions.
     fn band(
         &self,
         input: &[u8],
         (height, width): (usize, usize),
         first_row: usize,
-        mut emit: impl FnMut(usize, &mut [i32], &[u8]),
+        mut emit: impl FnMut(usize, &[&[u8]]),
     ) {
         let rows_per_band = self.rows_per_band(width);
-        let mut row = vec![0u8; self.layer.stride()];
-        let mut acc = vec![0i32; self.outputs()];
+        let stride = self.layer.stride();
+        let mut gathered = vec![0u8; GROUP * stride];
         let last = (first_row + rows_per_band).min(height);
+        let positions = (last.saturating_sub(first_row)) * width;
         // A 1×1 window over vectors as long as a padded row reads them in place.
-        let in_place = self.window == Window::One && self.channels == self.layer.stride();
-        for y in first_row..last {
-            for x in 0..width {
-                let at = (y - first_row) * width + x;
-                if in_place {
-                    let p = (y * width + x) * self.channels;
-                    emit(at, &mut acc, &input[p..p + self.channels]);
-                } else {
-                    self.gather(input, (height, width), y, x, &mut row);
-                    emit(at, &mut acc, &row);
+        let in_place = self.window == Window::One && self.channels == stride;
+        let mut start = 0;
+        while start < positions {
+            let n = GROUP.min(positions - start);
+            let rows: Few<&[u8]> = if in_place {
+                let p = (first_row * width + start) * self.channels;
+                input[p..p + n * stride].chunks_exact(stride).collect()
+            } else {
+                for (k, row) in gathered.chunks_exact_mut(stride).take(n).enumerate() {
+                    let at = first_row * width + start + k;
+                    self.gather(input, (height, width), at / width, at % width, row);
                 }
-            }
+                gathered.chunks_exact(stride).take(n).collect()
+            };
+            emit(start, &rows);
+            start += n;
         }
     }
 }
+
+/// Positions per kernel call: the AVX-512 VNNI kernels share each weight load among up to four
+/// inputs (other kernels take them one by one, with the same integers).
+const GROUP: usize = 4;
+
+type Few<T> = smallvec::SmallVec<[T; GROUP]>;
 
 #[cfg(test)]
 mod tests {
