@@ -112,17 +112,22 @@ fn sigmoid_q28(t: i64) -> i64 {
 /// A mixture of discretized logistics over the 256 values of an 8-bit sample, in fixed point.
 ///
 /// Built only by [`LogisticMixture::from_params`]; its [`QuantizedCdf`] is the coder's view.
+///
+/// Stored in `i32` (every value fits: weights ≤ 2^15, means within ±2^21, inverse scales below
+/// 2^24, log-scales within ±1536) and widened to `i64` for every product, exactly as the spec
+/// computes: half the bytes of `i64` fields, which coders that build distributions ahead of
+/// time move and read by the hundred thousand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogisticMixture {
     k: usize,
     /// Weights in 2^-15, summing to exactly 2^15.
-    weight: [i64; MAX_COMPONENTS],
+    weight: [i32; MAX_COMPONENTS],
     /// Means in 1/4096 pixel.
-    mean: [i64; MAX_COMPONENTS],
+    mean: [i32; MAX_COMPONENTS],
     /// Inverse scales in 2^-16 per pixel (always > 0).
-    inv_scale: [i64; MAX_COMPONENTS],
+    inv_scale: [i32; MAX_COMPONENTS],
     /// The clamped log-scales they were read for, in 1/256 (step 2 of the spec).
-    log_scale_q: [i64; MAX_COMPONENTS],
+    log_scale_q: [i32; MAX_COMPONENTS],
 }
 
 impl LogisticMixture {
@@ -156,12 +161,12 @@ impl LogisticMixture {
                 (MEAN_MIN * one as f64) as i64,
                 (MEAN_MAX * one as f64) as i64,
             );
-            m.mean[j] = (128 << POS_FRAC) + mean * 8;
+            m.mean[j] = ((128 << POS_FRAC) + mean * 8) as i32;
             // 2. log-scale → 1/s from the table, in steps of 1/256.
             let ls = log_scales.get(j).copied().unwrap_or(0) as i64;
             let q = ((ls + 128) >> 8).clamp(LS_MIN_Q, LS_MAX_Q);
-            m.log_scale_q[j] = q;
-            m.inv_scale[j] = t.inv_scale[(q - LS_MIN_Q) as usize];
+            m.log_scale_q[j] = q as i32;
+            m.inv_scale[j] = t.inv_scale[(q - LS_MIN_Q) as usize] as i32;
             // 3. softmax numerators.
             let d = (max_logit - logits.get(j).copied().unwrap_or(0) as i64 + 128) >> 8;
             exps[j] = if d >= EXP_LEN as i64 {
@@ -175,13 +180,14 @@ impl LogisticMixture {
         let mut total = 0;
         let mut first_largest = 0;
         for j in 0..k {
-            m.weight[j] = (exps[j] << WEIGHT_BITS) / sum;
-            total += m.weight[j];
+            let w = (exps[j] << WEIGHT_BITS) / sum;
+            m.weight[j] = w as i32;
+            total += w;
             if exps[j] > exps[first_largest] {
                 first_largest = j;
             }
         }
-        m.weight[first_largest] += (1 << WEIGHT_BITS) - total;
+        m.weight[first_largest] += ((1 << WEIGHT_BITS) - total) as i32;
         m
     }
 
@@ -197,9 +203,9 @@ impl LogisticMixture {
         let t = tables();
         let mut m = *self;
         for j in 0..self.k {
-            let q = (self.log_scale_q[j] + steps).clamp(LS_MIN_Q, LS_MAX_Q);
-            m.log_scale_q[j] = q;
-            m.inv_scale[j] = t.inv_scale[(q - LS_MIN_Q) as usize];
+            let q = (self.log_scale_q[j] as i64 + steps).clamp(LS_MIN_Q, LS_MAX_Q);
+            m.log_scale_q[j] = q as i32;
+            m.inv_scale[j] = t.inv_scale[(q - LS_MIN_Q) as usize] as i32;
         }
         m
     }
@@ -208,7 +214,7 @@ impl LogisticMixture {
     /// distribution is, for bucketing.
     pub fn mean_log_scale_q(&self) -> i64 {
         let s: i64 = (0..self.k)
-            .map(|j| self.weight[j] * self.log_scale_q[j])
+            .map(|j| self.weight[j] as i64 * self.log_scale_q[j] as i64)
             .sum();
         s >> WEIGHT_BITS
     }
@@ -217,19 +223,19 @@ impl LogisticMixture {
     /// the components' inverse scales `inv_scale` (the mixture's own, or the adaptive stage's).
     #[inline]
     #[allow(clippy::needless_range_loop)] // j indexes three parallel arrays, as in the spec
-    fn cdf_q30_with(&self, x: u32, inv_scale: &[i64; MAX_COMPONENTS]) -> i64 {
+    fn cdf_q30_with(&self, x: u32, inv_scale: &[i32; MAX_COMPONENTS]) -> i64 {
         let b = ((x as i64) << POS_FRAC) - (1 << (POS_FRAC - 1));
         let mut acc = 0i64;
         for j in 0..self.k {
-            let t = (b - self.mean[j]) * inv_scale[j]; // 2^-28
-            acc += self.weight[j] * sigmoid_q28(t);
+            let t = (b - self.mean[j] as i64) * inv_scale[j] as i64; // 2^-28
+            acc += self.weight[j] as i64 * sigmoid_q28(t);
         }
         acc >> WEIGHT_BITS
     }
 
     /// The coder's `F(x)` from `C(x)` (spec: "Fixed-point distributions").
     #[inline]
-    fn table_entry(&self, x: u32, inv_scale: &[i64; MAX_COMPONENTS]) -> u32 {
+    fn table_entry(&self, x: u32, inv_scale: &[i32; MAX_COMPONENTS]) -> u32 {
         match x {
             0 => 0,
             256.. => TOTAL,
@@ -245,8 +251,8 @@ impl LogisticMixture {
         let t = tables();
         let mut inv = self.inv_scale;
         for (j, v) in inv.iter_mut().enumerate().take(self.k) {
-            let q = (self.log_scale_q[j] + steps).clamp(LS_MIN_Q, LS_MAX_Q);
-            *v = t.inv_scale[(q - LS_MIN_Q) as usize];
+            let q = (self.log_scale_q[j] as i64 + steps).clamp(LS_MIN_Q, LS_MAX_Q);
+            *v = t.inv_scale[(q - LS_MIN_Q) as usize] as i32;
         }
         self.table_entry(x + 1, &inv) - self.table_entry(x, &inv)
     }
@@ -280,7 +286,7 @@ impl QuantizedCdf for LogisticMixture {
         }
         // Symbol x covers pixel positions [x − 0.5, x + 0.5): the mean rounded to nearest.
         let start =
-            ((self.mean[heaviest] + (1 << (POS_FRAC - 1))) >> POS_FRAC).clamp(0, 255) as u32;
+            ((self.mean[heaviest] as i64 + (1 << (POS_FRAC - 1))) >> POS_FRAC).clamp(0, 255) as u32;
         let at_start = self.cdf(start);
         // Invariant from here on: cdf(lo) = c_lo ≤ q < c_hi = cdf(hi), lo < hi.
         let (mut lo, mut c_lo, mut hi, mut c_hi): (u32, u32, u32, u32);
@@ -352,7 +358,7 @@ mod tests {
             for &b in &extremes {
                 for &c in &extremes {
                     let m = LogisticMixture::from_params(&[a, b, c], &[b, c, a], &[c, a, b]);
-                    assert_eq!(m.weight[..3].iter().sum::<i64>(), 1 << 15);
+                    assert_eq!(m.weight[..3].iter().sum::<i32>(), 1 << 15);
                     validate_cdf(&m).unwrap();
                 }
             }
