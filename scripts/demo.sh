@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: compress sample images with the default model, decode,
-# verify, and compare bits per sub-pixel with PNG and WebP (and JPEG XL when cjxl is installed).
+# The main job on the embedded defaults: compress sample images with the default model and the
+# fast one (the flow), decode, verify, and compare bits per sub-pixel with PNG and WebP (and
+# JPEG XL when cjxl is installed).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
@@ -14,7 +15,7 @@ if [[ -f "$data/cifar10/test_batch.bin" ]]; then
 else
     echo "demo: sample images from $samples (no CIFAR-10 data at $data)" >&2
 fi
-"$llif" bench "${args[@]}" --codecs png,webp,jpegxl,llif
+"$llif" bench "${args[@]}" --codecs png,webp,jpegxl,llif --model default,flow
 # And the CLI round trip a user would do, checked byte for byte.
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 "$llif" compress "$samples/logo.png" -o "$tmp/logo.llif"
