@@ -52,8 +52,9 @@ impl<'a> ModelFile<'a> {
     }
 
     /// [`ModelFile::parse`] of a file whose id is known (a built-in model's, checked against
-    /// its hash by the tests), without hashing it again.
-    pub fn parse_with_id(bytes: &'a [u8], id: ModelId) -> Result<ModelFile<'a>> {
+    /// its hash by the tests), without hashing it again. Crate-private: an id a caller could
+    /// attach to any bytes would let a file decode with the wrong model.
+    pub(crate) fn parse_with_id(bytes: &'a [u8], id: ModelId) -> Result<ModelFile<'a>> {
         let rest = bytes
             .strip_prefix(MODEL_MAGIC)
             .ok_or_else(|| Error::InvalidModel("not an llif model file".into()))?;

@@ -345,9 +345,10 @@ fn chunks_of(range: Range<usize>, size: usize) -> Vec<Range<usize>> {
 }
 
 /// Runs `consume` on each chunk in turn with what `prepare` built for it, preparing the next
-/// chunk on another thread meanwhile. The stack's pushes and pops are serial by nature; the
-/// latents' windows (most of a latent's cost) are not, so a second core builds them one chunk
-/// ahead. Stops at the first error.
+/// chunk meanwhile (`rayon::join`: the two run at once when a worker of the pool is free, one
+/// after the other otherwise, with the same result). The stack's pushes and pops are serial by
+/// nature; the latents' windows (most of a latent's cost) are not, so a second core builds
+/// them one chunk ahead. Stops at the first error.
 fn pipelined<T: Send>(
     chunks: Vec<Range<usize>>,
     prepare: impl Fn(Range<usize>) -> Vec<T> + Sync,
@@ -377,7 +378,7 @@ fn push_all(per_group: &[Vec<Latents>]) -> Result<FamilyPayload> {
         for latents in levels {
             let values = &latents.values.data;
             // The codes (windows, intervals, ideal bits: nearly all the work) are built a
-            // chunk ahead by every core; this thread only pushes.
+            // chunk ahead, in parallel; the pushes, one chunk at a time, are all that is serial.
             let codes = |range: Range<usize>| {
                 chunks_of(range, CHUNK)
                     .into_par_iter()

@@ -3,7 +3,8 @@
 //! A [`FlowModel`] is its metadata ([`FlowMeta`]) and one [`FlowNet`] per coupling and prior,
 //! in the file's order. Every network is three convolutions of the 8-bit engine; its first
 //! layer comes in four variants, one per plane role (the role biases folded into the layer's
-//! biases at load, each variant checked against the accumulator bound like any layer).
+//! biases at load; `FlowNet::new` checks the accumulator bound with every role's biases, which
+//! covers every variant).
 
 use serde::{Deserialize, Serialize};
 
@@ -323,8 +324,9 @@ impl FlowNet {
     }
 
     /// The network on a `size` grid of input vectors (`[h][w][inputs]`) for a plane of
-    /// `role`, into `out` (`[h][w][outputs]`). `reference` runs the i64 definition instead of
-    /// the engine (tests).
+    /// `role`, into `out` (`[h][w][outputs]`), with `engine` (the i64 definition, or the engine
+    /// with a kernel). An input that is the same at every position is computed on a small grid
+    /// and copied out (`FlowNet::run_constant`), with the same integers.
     pub fn run(
         &self,
         engine: Engine,

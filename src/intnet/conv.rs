@@ -168,9 +168,9 @@ impl U8Conv {
     }
 
     /// The engine: the same integers as [`U8Conv::forward_reference`], with `kernel`, bands
-    /// of rows in parallel when there is enough work, and up to [`GROUP`] positions per kernel
-    /// call (the kernels load each weight once for all of them). Byte outputs require a layer
-    /// that clamps into `0..=255` (a caller's model checks it at load).
+    /// of rows in parallel when there is enough work, and up to `GROUP` (4) positions per kernel
+    /// call (the AVX-512 VNNI kernels load each weight once for all of them). Byte outputs
+    /// require a layer that clamps into `0..=255` (a caller's model checks it at load).
     pub fn forward(&self, kernel: Kernel, input: &[u8], size: (usize, usize), out: ConvOut<'_>) {
         let o = self.outputs();
         let rows_per_band = self.rows_per_band(size.1);
