@@ -16,8 +16,8 @@ corpus() { # target → a fresh corpus folder seeded with the golden files and k
     if [[ $1 == model ]]; then
         cp ../tests/golden/*.llifm "$dir/"
     else
-        cp ../tests/golden/v1-pixelcnn-[rgb]*.llif ../tests/golden/v1-pixelcnn8a-*.llif \
-            ../tests/golden/v1-flow-[rgb]*.llif ../tests/golden/v1-jointflow-*.llif ../tests/golden/archives/v1-archive-named-mixed.llif \
+        cp ../tests/golden/v1-pixelcnn-{gray,grayalpha,rgb,rgba}-*.llif ../tests/golden/v1-pixelcnn8a-*.llif \
+            ../tests/golden/v1-flow-{gray,grayalpha,rgb,rgba}-*.llif ../tests/golden/v1-jointflow-*.llif ../tests/golden/archives/v1-archive-named-mixed.llif \
             ../tests/golden/v1-stored-*.llif "$dir/" 2>/dev/null || true
     fi
     [[ -d "seeds/$1" ]] && cp "seeds/$1"/* "$dir/" 2>/dev/null || true

@@ -31,9 +31,11 @@ pub struct BuiltinModel {
     pub chosen_per_image: bool,
 }
 
-/// The models compiled into llif, best first (cards in `models/README.md`). A model that has
-/// shipped stays in this list, so every file written with it keeps decoding; a better model is
-/// added in front. `default` is the first; a family name picks the first of that family. When
+/// The models compiled into llif, in order of preference (cards in `models/README.md`): the
+/// default first, and within a family its best first. A model that has shipped stays in this
+/// list, so every file written with it keeps decoding; a better model of a family is added in
+/// front of that family's. `default` is the first; a family name picks the first of that
+/// family. When
 /// the user names no model, or only a family, the encoder chooses per image between that first
 /// model and the models of its family marked `chosen_per_image` ([`ModelChoice`]).
 pub const BUILTIN_MODELS: &[BuiltinModel] = &[
@@ -50,7 +52,7 @@ pub const BUILTIN_MODELS: &[BuiltinModel] = &[
         file: include_bytes!("../models/pixelcnn-r3h288-v4q8-int8-adapt.llifm"),
         id: ModelId(0x0d41c106),
         headline:
-            "CIFAR-10 test 3.587 bpsp, photos/test 3.342 bpsp; the fast one: 8-bit weights, 0.63 of v3's decode time at 512x512",
+            "CIFAR-10 test 3.587 bpsp, photos/test 3.342 bpsp; the fastest PixelCNN: 8-bit weights, 0.63 of v3's decode time at 512x512",
         chosen_per_image: false,
     },
     BuiltinModel {

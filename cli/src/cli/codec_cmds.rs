@@ -16,9 +16,10 @@ use llif::{
 
 #[derive(Args)]
 pub struct ModelArgs {
-    /// Model: `default` (the best built-in model), a family (`pixelcnn`, `flow`, `vae`: its best
-    /// built-in model), a built-in model's name or 8-hex-digit id, `stored` (no model), or the
-    /// path of a model file (.llifm). `llif models` lists the built-in ones.
+    /// Model: `default` (the best built-in model), a family (`pixelcnn`, `flow`: its best
+    /// built-in model; `vae` ships none yet), a built-in model's name or 8-hex-digit id,
+    /// `stored` (no model), or the path of a model file (.llifm). `llif models` lists the
+    /// built-in ones.
     #[arg(long, short = 'm', default_value = "default")]
     pub(super) model: String,
 }
@@ -98,7 +99,13 @@ pub fn resolve_model(key: &str, set: &ModelSet) -> Result<ModelChoice> {
         return Ok(m);
     }
     if let Some(family) = CodecFamily::from_name(key) {
-        let shipped: Vec<String> = set.iter().map(|(_, m)| m.family().to_string()).collect();
+        let mut shipped: Vec<String> = Vec::new();
+        for (_, m) in set.iter() {
+            let family = m.family().to_string();
+            if !shipped.contains(&family) {
+                shipped.push(family);
+            }
+        }
         return Err(Error::UnsupportedFamily(format!(
             "{family}: this version of llif ships no {family} model (it has: {})",
             shipped.join(", ")
@@ -275,7 +282,7 @@ pub struct InfoArgs {
     limits: LimitArgs,
 }
 
-/// `llif models`: the built-in models, best first.
+/// `llif models`: the built-in models, in order of preference (the default first).
 pub fn list_models() -> Result<()> {
     let set = ModelSet::builtin();
     println!(
